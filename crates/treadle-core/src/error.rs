@@ -1,0 +1,174 @@
+//! Every error `treadle-core` returns, one enum per concern.
+
+use std::fmt;
+
+/// A route could not be added to a [`Router`](crate::Router).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// The method is empty or has a character an HTTP method token may not contain.
+    InvalidMethod {
+        /// The method as given.
+        method: String,
+    },
+    /// The template does not follow the template rules.
+    InvalidTemplate {
+        /// The template as given.
+        template: String,
+        /// What is wrong with it.
+        problem: TemplateProblem,
+    },
+    /// The method and template are already registered. Templates that differ only in
+    /// their parameter names (`/users/{id}` and `/users/{uid}`) count as the same.
+    Duplicate {
+        /// The method as given.
+        method: String,
+        /// The template as given.
+        template: String,
+    },
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidMethod { method } => {
+                write!(f, "invalid HTTP method {method:?}: use a token such as GET")
+            }
+            Self::InvalidTemplate { template, problem } => {
+                write!(f, "invalid route template {template:?}: {problem}")
+            }
+            Self::Duplicate { method, template } => {
+                write!(
+                    f,
+                    "duplicate route: {method} {template} is already registered"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+/// Why a route template was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TemplateProblem {
+    /// The template does not start with `/`.
+    MissingLeadingSlash,
+    /// The template has an empty segment (`//`) or a trailing `/`.
+    EmptySegment,
+    /// A `{` or `}` is not part of a whole-segment `{name}` parameter.
+    StrayBrace,
+    /// A parameter name is empty or has a character outside `[A-Za-z0-9_]`.
+    InvalidParamName,
+    /// Two parameters in one template share a name.
+    DuplicateParamName,
+    /// The template has more than [`MAX_PARAMS`](crate::router::MAX_PARAMS) parameters.
+    TooManyParams,
+}
+
+impl fmt::Display for TemplateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MissingLeadingSlash => "it must start with '/'",
+            Self::EmptySegment => "it has an empty segment or a trailing '/'",
+            Self::StrayBrace => "a parameter must be a whole segment of the form {name}",
+            Self::InvalidParamName => "parameter names must be non-empty [A-Za-z0-9_]",
+            Self::DuplicateParamName => "two parameters share a name",
+            Self::TooManyParams => "it has too many parameters",
+        })
+    }
+}
+
+/// A JWT failed verification, or claims could not be signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token is not three base64url segments holding JSON objects, or a required
+    /// claim is missing or has the wrong type.
+    Malformed {
+        /// Which part is wrong, for humans.
+        detail: &'static str,
+    },
+    /// The signature does not match the header and claims under this key.
+    BadSignature,
+    /// `exp` is at or before `now - leeway`.
+    Expired,
+    /// `nbf` is after `now + leeway`.
+    NotYetValid,
+    /// The header names an algorithm other than HS256 (including `none`), or asks for
+    /// extensions through `crit`.
+    UnsupportedAlgorithm,
+}
+
+impl TokenError {
+    /// The stable, machine-readable code for this error: `malformed`, `bad_signature`,
+    /// `expired`, `not_yet_valid` or `unsupported_algorithm`.
+    #[must_use]
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed { detail } => write!(f, "malformed token: {detail}"),
+            Self::BadSignature => f.write_str("token signature does not match"),
+            Self::Expired => f.write_str("token has expired"),
+            Self::NotYetValid => f.write_str("token is not valid yet (nbf is in the future)"),
+            Self::UnsupportedAlgorithm => {
+                f.write_str("unsupported token algorithm: only HS256 is accepted")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// A key, hash or random-token operation could not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// A key has the wrong length.
+    InvalidKeyLength {
+        /// The length the operation needs, in bytes.
+        expected: usize,
+        /// The length that was given, in bytes.
+        actual: usize,
+    },
+    /// A random token longer than the limit was asked for.
+    TokenTooLong {
+        /// The number of bytes asked for.
+        requested: usize,
+        /// The largest number of bytes allowed.
+        max: usize,
+    },
+    /// The operating system's random source failed.
+    EntropyUnavailable,
+}
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidKeyLength { expected, actual } => {
+                write!(f, "key must be {expected} bytes, got {actual}")
+            }
+            Self::TokenTooLong { requested, max } => {
+                write!(
+                    f,
+                    "random token of {requested} bytes asked for; at most {max}"
+                )
+            }
+            Self::EntropyUnavailable => f.write_str("the OS random source failed"),
+        }
+    }
+}
+
+impl std::error::Error for CryptoError {}

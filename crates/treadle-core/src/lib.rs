@@ -1,0 +1,60 @@
+//! treadle's hot paths in plain Rust: route matching, HS256 JWTs, keyed hashing and
+//! random tokens, with no Python in sight.
+//!
+//! The `treadle-py` crate wraps these functions for Python as `treadle._core`; this
+//! crate never depends on PyO3.
+//!
+//! ```
+//! use treadle_core::router::{Lookup, Router};
+//!
+//! let mut router = Router::new();
+//! router.add("GET", "/v1/users/{id}", 1)?;
+//! router.add("POST", "/v1/users/{id}/unlock", 2)?;
+//!
+//! match router.lookup("GET", "/v1/users/u_42") {
+//!     Lookup::Match(m) => assert_eq!((*m.value, m.params.get("id")), (1, Some("u_42"))),
+//!     other => panic!("{other:?}"),
+//! }
+//!
+//! let claims = br#"{"sub":"u_42","exp":1900000000}"#;
+//! let token = treadle_core::jwt::encode(claims, b"signing key")?;
+//! let back = treadle_core::jwt::decode(&token, b"signing key", 1_800_000_000, 30)?;
+//! assert_eq!(back, claims);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Routing rules
+//!
+//! - A template starts with `/`; each segment is static text or a whole-segment
+//!   `{name}` parameter (`[A-Za-z0-9_]+`), at most [`router::MAX_PARAMS`] of them.
+//! - Static segments win over parameters; a dead static branch backtracks into the
+//!   parameter. The method is checked where the path lands, giving
+//!   [`Lookup::MethodNotAllowed`](router::Lookup::MethodNotAllowed) with the sorted
+//!   allowed methods rather than falling through to another template.
+//! - Paths are matched byte for byte: decode them before the lookup if you need to.
+//!
+//! # Token rules
+//!
+//! - [`jwt`] speaks HS256 only. `alg: none` and every other algorithm fail with
+//!   [`TokenError::UnsupportedAlgorithm`] before the signature is checked.
+//! - `exp` is required; `nbf` is optional; both allow a leeway in seconds.
+//! - MACs and secrets are compared with [`constant_time_eq`] semantics.
+//!
+//! # Errors
+//!
+//! Every fallible function returns one of the `#[non_exhaustive]` enums in [`error`]:
+//! [`RouteError`], [`TokenError`] (whose [`reason`](TokenError::reason) is a stable
+//! code) or [`CryptoError`].
+
+mod ct;
+pub mod error;
+mod hex;
+pub mod jwt;
+pub mod router;
+mod token;
+
+pub use ct::constant_time_eq;
+pub use error::{CryptoError, RouteError, TemplateProblem, TokenError};
+pub use hex::Hex;
+pub use router::Router;
+pub use token::{derive_key, keyed_hash, random_token, request_id, MAX_TOKEN_BYTES};

@@ -1,0 +1,1 @@
+../../python/treadle/_core.pyi

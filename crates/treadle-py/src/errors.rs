@@ -1,0 +1,83 @@
+//! The one place core errors become Python exceptions.
+//!
+//! ```text
+//! CoreError            every error raised by treadle._core (also key/random errors)
+//! ├── RouteError       RouteError from the router
+//! └── TokenError       TokenError from the JWT decoder; `.reason` is its stable code
+//! ```
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::intern;
+use pyo3::prelude::*;
+use treadle_core::{CryptoError, RouteError as CoreRouteError, TokenError as CoreTokenError};
+
+create_exception!(
+    treadle._core,
+    CoreError,
+    PyException,
+    "Base class of every error raised by ``treadle._core``."
+);
+create_exception!(
+    treadle._core,
+    RouteError,
+    CoreError,
+    "A route template is invalid or conflicts with one already added."
+);
+create_exception!(
+    treadle._core,
+    TokenError,
+    CoreError,
+    "A JWT failed verification. ``reason`` is one of ``malformed``, ``bad_signature``, \
+     ``expired``, ``not_yet_valid``, ``unsupported_algorithm``."
+);
+
+/// Adds the exception classes to the module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("CoreError", py.get_type::<CoreError>())?;
+    m.add("RouteError", py.get_type::<RouteError>())?;
+    m.add("TokenError", py.get_type::<TokenError>())?;
+    Ok(())
+}
+
+/// Any core error on its way to Python; lets bindings use `?` on core results.
+pub(crate) enum Error {
+    Route(CoreRouteError),
+    Token(CoreTokenError),
+    Crypto(CryptoError),
+}
+
+impl From<CoreRouteError> for Error {
+    fn from(err: CoreRouteError) -> Self {
+        Self::Route(err)
+    }
+}
+
+impl From<CoreTokenError> for Error {
+    fn from(err: CoreTokenError) -> Self {
+        Self::Token(err)
+    }
+}
+
+impl From<CryptoError> for Error {
+    fn from(err: CryptoError) -> Self {
+        Self::Crypto(err)
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Route(err) => RouteError::new_err(err.to_string()),
+            Error::Crypto(err) => CoreError::new_err(err.to_string()),
+            Error::Token(err) => Python::attach(|py| {
+                let exc = TokenError::new_err(err.to_string());
+                match exc.value(py).setattr(intern!(py, "reason"), err.reason()) {
+                    Ok(()) => exc,
+                    Err(setattr_failed) => setattr_failed,
+                }
+            }),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! PyO3 bindings for `treadle-core`, built by maturin as `treadle._core`.
+//!
+//! Only wiring lives here: each binding module wraps one concern of the core crate, and
+//! `errors` maps the core's errors onto the Python exceptions rooted at `CoreError`.
+//! The Python API is pinned by `python/treadle/_core.pyi`, checked with
+//! `python -m mypy.stubtest treadle._core`.
+
+mod errors;
+mod jwt;
+mod keys;
+mod router;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    m.add_class::<router::Router>()?;
+    m.add_function(wrap_pyfunction!(jwt::jwt_encode, m)?)?;
+    m.add_function(wrap_pyfunction!(jwt::jwt_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::derive_key, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::keyed_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::random_token, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::request_id, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::constant_time_eq, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+"""Load scenarios for treadle: `locust -f loadtest/locustfile.py --host http://127.0.0.1:3001`.
+
+Install with `.venv/bin/pip install -e '.[load]'`. Point it only at a server you run yourself.
+"""
+
+from __future__ import annotations
+
+from loadtest.scenarios.accounts import SignedInUser, TokenRefresher
+
+__all__ = ["SignedInUser", "TokenRefresher"]

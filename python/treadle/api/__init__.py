@@ -1,0 +1,11 @@
+"""Thin handlers, one module per resource family; ``routes()`` is the whole table."""
+
+from __future__ import annotations
+
+from treadle.web.routing import Route
+
+
+def routes() -> list[Route]:
+    from treadle.api import admin, auth, me, meta
+
+    return [*meta.ROUTES, *auth.ROUTES, *me.ROUTES, *admin.ROUTES]

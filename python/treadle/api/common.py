@@ -1,0 +1,94 @@
+"""Helpers every handler module shares: ids, list parameters, caller details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+
+from treadle.web.errors import ApiError
+from treadle.web.request import Request
+from treadle.web.routing import Param
+
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="an email address",
+    ),
+]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+LIST_PARAMS = (
+    Param("limit", "items per page (1-200, default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
+    Param("offset", "items to skip (default 0)", {"type": "integer", "minimum": 0}),
+    Param("sort_order", "asc or desc", {"type": "string", "enum": ["asc", "desc"]}),
+    Param("q", "text to search for"),
+)
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def path_id(req: Request, name: str = "id") -> UUID:
+    """An id from the path; one that cannot exist is simply not found."""
+    try:
+        return UUID(req.params[name])
+    except ValueError:
+        raise ApiError.not_found(f"no resource with {name} {req.params[name]!r}") from None
+
+
+def client(req: Request) -> tuple[str, str]:
+    return req.headers.get("user-agent") or "", req.client or ""
+
+
+@dataclass(slots=True)
+class ListQuery:
+    limit: int
+    offset: int
+    sort_by: str
+    desc: bool
+    q: str | None
+
+
+def list_query(req: Request, sortable: set[str], default_sort: str) -> ListQuery:
+    return ListQuery(
+        limit=_int(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=_int(req, "offset", 0, 0, 10_000_000),
+        sort_by=_choice(req, "sort_by", sortable, default_sort),
+        desc=_choice(req, "sort_order", {"asc", "desc"}, "desc") == "desc",
+        q=(req.query_value("q") or None),
+    )
+
+
+def _int(req: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = req.query_value(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError.validation(f"{name} must be an integer", f"query.{name}") from None
+    if not low <= value <= high:
+        raise ApiError.validation(f"{name} must be between {low} and {high}", f"query.{name}")
+    return value
+
+
+def _choice(req: Request, name: str, allowed: set[str], default: str) -> str:
+    raw = req.query_value(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in allowed:
+        raise ApiError.validation(
+            f"{name} must be one of {', '.join(sorted(allowed))}", f"query.{name}"
+        )
+    return raw

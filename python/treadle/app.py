@@ -1,0 +1,119 @@
+"""Wires settings, storage, services and the route table into a kernel (one per process)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+
+import orjson
+from redis.exceptions import RedisError
+
+from treadle.api import routes
+from treadle.bus.invalidation import Invalidator
+from treadle.bus.redis import connect
+from treadle.services.accounts import Accounts
+from treadle.services.mail import Mail
+from treadle.services.passwords import Passwords
+from treadle.services.sessions import Sessions
+from treadle.settings import Settings
+from treadle.store.db import Database
+from treadle.web.errors import ApiError
+from treadle.web.kernel import Kernel
+from treadle.web.metrics import Metrics
+from treadle.web.request import Request
+from treadle.web.routing import Route, RouteTable
+from treadle.workers.mailer import Mailer
+
+# Each process publishes its metrics this often; /metrics adds up every live process.
+METRICS_PUSH_SECONDS = 2.0
+METRICS_STALE_SECONDS = 30
+
+
+class App:
+    """The services a handler reaches through ``req.app``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+        self.redis = connect(settings.redis_url)
+        self.bus = Invalidator(self.redis, settings.redis_prefix)
+        self.sessions = Sessions(settings, self.db, self.bus)
+        self.mailer = Mailer(settings, self.db)
+        self.accounts = Accounts(
+            settings,
+            self.db,
+            self.redis,
+            self.sessions,
+            Passwords(settings),
+            Mail(settings),
+            self.mailer.wake,
+        )
+        self.metrics: Metrics | None = None
+        self.table: RouteTable | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.db.open()
+        self.bus.start()
+        self.mailer.start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._push_metrics()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.mailer.stop()
+        await self.bus.stop()
+        await self.db.close()
+        await self.redis.aclose()
+
+    @property
+    def metrics_key(self) -> str:
+        return f"{self.settings.redis_prefix}metrics"
+
+    async def _push_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_PUSH_SECONDS)
+            with contextlib.suppress(RedisError, OSError):
+                await self.publish_metrics()
+
+    async def publish_metrics(self) -> None:
+        assert self.metrics is not None
+        value = orjson.dumps({"at": _now(), "series": self.metrics.snapshot()})
+        await self.redis.hset(self.metrics_key, str(os.getpid()), value)
+
+    async def all_metrics(self) -> list[list[list[object]]]:
+        """Every live process's series; this process's own are always fresh."""
+        assert self.metrics is not None
+        own = str(os.getpid())
+        snapshots = [self.metrics.snapshot()]
+        with contextlib.suppress(RedisError, OSError):
+            for pid, raw in (await self.redis.hgetall(self.metrics_key)).items():
+                entry = orjson.loads(raw)
+                if pid.decode() != own and _now() - entry["at"] < METRICS_STALE_SECONDS:
+                    snapshots.append(entry["series"])
+        return snapshots
+
+
+def _now() -> float:
+    return time.time()
+
+
+def build_kernel(settings: Settings) -> Kernel:
+    app = App(settings)
+
+    async def authenticate(req: Request, route: Route) -> object:
+        principal = await app.sessions.authenticate(req.headers.get("authorization"))
+        if route.auth == "admin" and not principal.is_platform_admin:
+            raise ApiError.forbidden("this route is for platform admins")
+        return principal
+
+    kernel = Kernel(settings, RouteTable(routes()), authenticate, app)
+    app.metrics = kernel.metrics
+    app.table = kernel.table
+    kernel.on_startup.append(app.start)
+    kernel.on_shutdown.append(app.stop)
+    return kernel

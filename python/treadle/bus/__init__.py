@@ -1,0 +1,1 @@
+"""Redis: the client, and cross-process cache invalidation."""

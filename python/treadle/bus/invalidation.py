@@ -1,0 +1,76 @@
+"""Cross-process cache invalidation over Redis pub/sub.
+
+A write changes PostgreSQL first, then publishes ``kind:id``; every process drops that
+entry from its caches. Caches also expire on their own, which bounds staleness should a
+message be lost; while the subscription is down, every local cache is cleared on reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("treadle.bus")
+
+Listener = Callable[[str], None]
+
+
+class Invalidator:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.channel = f"{prefix}invalidate"
+        self._listeners: dict[str, list[Listener]] = {}
+        self._clearers: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def on(self, kind: str, listener: Listener, clear: Callable[[], None]) -> None:
+        self._listeners.setdefault(kind, []).append(listener)
+        self._clearers.append(clear)
+
+    async def publish(self, kind: str, ident: object) -> None:
+        """Drop locally at once, then tell the other processes."""
+        self._deliver(f"{kind}:{ident}")
+        try:
+            await self.redis.publish(self.channel, f"{kind}:{ident}")
+        except RedisError:
+            # The caches' own expiry bounds how long other processes can lag.
+            log.warning("invalidation not published; other processes catch up on expiry")
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _deliver(self, message: str) -> None:
+        kind, _, ident = message.partition(":")
+        for listener in self._listeners.get(kind, ()):
+            listener(ident)
+
+    async def _run(self) -> None:
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                # Whatever changed while we were not listening is unknown: start clean.
+                for clear in self._clearers:
+                    clear()
+                self.ready.set()
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        self._deliver(message["data"].decode())
+            except (RedisError, OSError):
+                self.ready.clear()
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()

@@ -1,0 +1,196 @@
+"""The ``treadle`` command: serve, migrate, version, admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import psycopg
+import redis
+from psycopg.rows import dict_row
+
+from treadle import __version__, logs
+from treadle.bus.invalidation import Invalidator
+from treadle.bus.redis import connect
+from treadle.embedded import EmbeddedPostgres, EmbeddedValkey
+from treadle.settings import Settings, SettingsError
+from treadle.store import users as user_store
+from treadle.store.migrate import migrate
+
+
+class StartupError(Exception):
+    """A one-line reason why treadle cannot start."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(
+            server=getattr(args, "server", None),
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+            workers=getattr(args, "workers", None),
+            data_dir=getattr(args, "data_dir", None),
+        )
+        return int(args.run(settings, args))
+    except (StartupError, SettingsError) as exc:
+        print(f"treadle: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="treadle", description="Every flag can also be set as TREADLE_<FLAG>."
+    )
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    serve = commands.add_parser("serve", help="run the API server")
+    serve.add_argument("--server", choices=["granian", "robyn"], help="TREADLE_SERVER")
+    serve.add_argument("--host", help="TREADLE_HOST (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TREADLE_PORT (default 3001)")
+    serve.add_argument("--workers", type=int, help="TREADLE_WORKERS (default 1)")
+    serve.add_argument("--data-dir", help="TREADLE_DATA_DIR (default ./.treadle)")
+    serve.set_defaults(run=_serve)
+
+    mig = commands.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("--data-dir", help="TREADLE_DATA_DIR (default ./.treadle)")
+    mig.set_defaults(run=_migrate)
+
+    ver = commands.add_parser("version", help="print the version")
+    ver.set_defaults(run=lambda settings, args: print(__version__) or 0)
+
+    admin = commands.add_parser("admin", help="grant or revoke platform admin")
+    admin.add_argument("action", choices=["grant", "revoke"])
+    admin.add_argument("email")
+    admin.add_argument("--data-dir", help="TREADLE_DATA_DIR (default ./.treadle)")
+    admin.set_defaults(run=_admin)
+    return parser
+
+
+@contextlib.contextmanager
+def storage(settings: Settings) -> Iterator[Settings]:
+    """Settings whose URLs point at reachable, migrated servers; embedded ones if unset."""
+    started: list[EmbeddedPostgres | EmbeddedValkey] = []
+    try:
+        changes = {}
+        if not settings.database_url:
+            pg = EmbeddedPostgres(settings.data_path)
+            started.append(pg)
+            changes["database_url"] = pg.start()
+        if not settings.redis_url:
+            valkey = EmbeddedValkey(settings.data_path)
+            started.append(valkey)
+            changes["redis_url"] = valkey.start()
+        settings = settings.replace(**changes)
+        _check_reachable(settings)
+        migrate(settings.database_url)
+        yield settings
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+def _check_reachable(settings: Settings) -> None:
+    try:
+        psycopg.connect(settings.database_url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise StartupError(
+            f"cannot reach PostgreSQL at {_where(settings.database_url)}: {reason}"
+        ) from None
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise StartupError(f"cannot reach Redis at {_where(settings.redis_url)}: {exc}") from None
+    finally:
+        client.close()
+
+
+def _where(url: str) -> str:
+    """host:port of a URL, without credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or "local socket"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def _secret(settings: Settings) -> Settings:
+    if settings.secret_key:
+        return settings
+    path = settings.data_path / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return settings.replace(secret_key=path.read_text().strip())
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    logs.setup(settings.log_level)
+    with storage(_secret(settings)) as ready:
+        if ready.server == "robyn":
+            from treadle.web.robyn import run_robyn
+
+            return run_robyn(ready)
+        return _run_granian(ready)
+
+
+def _run_granian(settings: Settings) -> int:
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    # Workers are separate processes: they read their settings from the environment.
+    os.environ.update(settings.to_env())
+    server = Server(
+        "treadle.web.granian:app",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.RSGI,
+        workers=settings.workers,
+        log_access=False,
+        workers_kill_timeout=max(1, int(settings.shutdown_timeout)),
+    )
+    try:
+        server.serve()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    with storage(settings) as ready:
+        print(f"migrated {_where(ready.database_url)}")
+    return 0
+
+
+def _admin(settings: Settings, args: argparse.Namespace) -> int:
+    email = args.email.strip().lower()
+    with storage(settings) as ready:
+        row = asyncio.run(_set_admin(ready, email, args.action == "grant"))
+    if row is None:
+        raise StartupError(f"no account with email {email}")
+    print(f"{args.action}ed platform admin for {email}")
+    return 0
+
+
+async def _set_admin(settings: Settings, email: str, value: bool) -> dict[str, object] | None:
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, row_factory=dict_row, autocommit=True
+    ) as conn:
+        row = await user_store.set_platform_admin(conn, email, value)
+    if row is not None:
+        # Running servers cache accounts: tell them this one changed.
+        client = connect(settings.redis_url)
+        await Invalidator(client, settings.redis_prefix).publish("user", row["id"])
+        await client.aclose()
+    return row
+
+
+if __name__ == "__main__":
+    sys.exit(main())

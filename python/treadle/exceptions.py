@@ -1,0 +1,7 @@
+"""The exception hierarchy of the Rust core, re-exported in one place."""
+
+from __future__ import annotations
+
+from treadle._core import CoreError, RouteError, TokenError
+
+__all__ = ["CoreError", "RouteError", "TokenError"]

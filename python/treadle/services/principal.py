@@ -1,0 +1,16 @@
+"""Who is making a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    id: str
+    kind: str
+    user_id: UUID
+    session_id: UUID
+    email: str
+    is_platform_admin: bool

@@ -1,0 +1,166 @@
+"""Sessions: access JWTs, single-use refresh tokens, and authenticating a bearer token.
+
+A request is authenticated in-process: the JWT is verified in the Rust core, and the
+session and user behind it come from caches that every revocation invalidates across
+processes (see ``treadle.bus.invalidation``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from treadle import clock
+from treadle._core import TokenError, derive_key, jwt_decode, jwt_encode, keyed_hash, random_token
+from treadle.bus.invalidation import Invalidator
+from treadle.cache import MISSING, TTLCache
+from treadle.services.principal import Principal
+from treadle.settings import Settings
+from treadle.store import sessions as session_store
+from treadle.store import users as user_store
+from treadle.store.db import Conn, Database
+from treadle.web.errors import ApiError
+
+ISSUER = "treadle"
+# How long a cached session or user may be trusted without an invalidation message.
+CACHE_TTL = 30.0
+
+
+class Sessions:
+    def __init__(self, settings: Settings, db: Database, bus: Invalidator) -> None:
+        secret = settings.secret_key.encode()
+        self.jwt_key = derive_key("treadle 2026 access-token signing", secret)
+        self.hash_key = derive_key("treadle 2026 token hashing", secret)
+        self.settings = settings
+        self.db = db
+        self.bus = bus
+        self.session_cache: TTLCache[UUID, dict[str, Any] | None] = TTLCache(CACHE_TTL)
+        self.user_cache: TTLCache[UUID, dict[str, Any] | None] = TTLCache(CACHE_TTL)
+        bus.on("session", lambda i: self.session_cache.drop(UUID(i)), self.session_cache.clear)
+        bus.on("user", lambda i: self.user_cache.drop(UUID(i)), self.user_cache.clear)
+
+    def hash_token(self, token: str) -> str:
+        return keyed_hash(self.hash_key, token.encode())
+
+    async def issue(self, conn: Conn, user: dict[str, Any], user_agent: str, ip: str) -> dict[str, Any]:
+        """Open a new session for ``user`` and return its first token pair."""
+        session_id = uuid.uuid4()
+        expires = clock.now() + timedelta(seconds=self.settings.refresh_token_ttl)
+        await session_store.create(conn, session_id, user["id"], expires, user_agent, ip)
+        return await self._pair(conn, user["id"], session_id)
+
+    async def _pair(self, conn: Conn, user_id: UUID, session_id: UUID) -> dict[str, Any]:
+        refresh = random_token(32)
+        expires = clock.now() + timedelta(seconds=self.settings.refresh_token_ttl)
+        await session_store.add_refresh(conn, self.hash_token(refresh), session_id, expires)
+        now = clock.epoch()
+        ttl = self.settings.access_token_ttl
+        claims = {
+            "iss": ISSUER,
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "iat": now,
+            "exp": now + ttl,
+            "jti": random_token(12),
+        }
+        return {
+            "access_token": jwt_encode(orjson.dumps(claims), self.jwt_key),
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "refresh_token": refresh,
+            "refresh_expires_at": expires,
+            "session_id": session_id,
+        }
+
+    async def refresh(self, token: str) -> dict[str, Any]:
+        """Spend a refresh token for a new pair; a replayed spent token kills its session."""
+        async with self.db.transaction() as conn:
+            row = await session_store.spend_refresh(conn, self.hash_token(token))
+            if row is None:
+                raise ApiError.unauthenticated("refresh token is not valid")
+            if row["was_used"]:
+                revoked = await session_store.revoke(conn, row["session_id"], "refresh_token_reuse")
+            elif row["revoked_at"] is not None:
+                raise ApiError.unauthenticated("the session of this refresh token has ended")
+            elif row["expires_at"] <= clock.now() or row["session_expires_at"] <= clock.now():
+                raise ApiError.unauthenticated("refresh token has expired; sign in again")
+            else:
+                return await self._pair(conn, row["user_id"], row["session_id"])
+        # Outside the transaction: the revocation is committed, so tell the others.
+        if revoked:
+            await self.bus.publish("session", row["session_id"])
+        raise ApiError.unauthenticated(
+            "refresh token was already used; its session has been revoked, sign in again"
+        )
+
+    async def revoke(self, session_id: UUID, reason: str) -> None:
+        async with self.db.transaction() as conn:
+            await session_store.revoke(conn, session_id, reason)
+        await self.bus.publish("session", session_id)
+
+    async def revoke_all(self, conn: Conn, user_id: UUID, reason: str) -> list[UUID]:
+        """Revoke every session of a user inside the caller's transaction;
+        the caller publishes the returned ids once it has committed."""
+        return await session_store.revoke_all(conn, user_id, reason)
+
+    async def announce(self, session_ids: list[UUID], user_id: UUID | None = None) -> None:
+        for session_id in session_ids:
+            await self.bus.publish("session", session_id)
+        if user_id is not None:
+            await self.bus.publish("user", user_id)
+
+    async def authenticate(self, bearer: str | None) -> Principal:
+        if not bearer:
+            raise ApiError.unauthenticated("send Authorization: Bearer <access token>")
+        scheme, _, token = bearer.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError.unauthenticated("Authorization must be 'Bearer <access token>'")
+        try:
+            claims = orjson.loads(jwt_decode(token.strip(), self.jwt_key, clock.epoch(), 5))
+            session_id = UUID(claims["sid"])
+            user_id = UUID(claims["sub"])
+        except TokenError as exc:
+            message = "access token has expired; refresh it" if exc.reason == "expired" else (
+                "access token is not valid"
+            )
+            raise ApiError.unauthenticated(message) from None
+        except (KeyError, ValueError, TypeError):
+            raise ApiError.unauthenticated("access token is not valid") from None
+        session = await self._session(session_id)
+        if session is None or session["user_id"] != user_id or session["revoked_at"] is not None:
+            raise ApiError.unauthenticated("the session has ended; sign in again")
+        user = await self.user(user_id)
+        if user is None:
+            raise ApiError.unauthenticated("the account no longer exists")
+        return Principal(
+            id=str(user_id),
+            kind="user",
+            user_id=user_id,
+            session_id=session_id,
+            email=user["email"],
+            is_platform_admin=user["is_platform_admin"],
+        )
+
+    async def _session(self, session_id: UUID) -> dict[str, Any] | None:
+        cached = self.session_cache.get(session_id)
+        if cached is not MISSING:
+            return cached  # type: ignore[return-value]
+        generation = self.session_cache.generation
+        async with self.db.connection() as conn:
+            row = await session_store.state(conn, session_id)
+        self.session_cache.put(session_id, row, generation)
+        return row
+
+    async def user(self, user_id: UUID) -> dict[str, Any] | None:
+        cached = self.user_cache.get(user_id)
+        if cached is not MISSING:
+            return cached  # type: ignore[return-value]
+        generation = self.user_cache.generation
+        async with self.db.connection() as conn:
+            row = await user_store.by_id(conn, user_id)
+        self.user_cache.put(user_id, row, generation)
+        return row

@@ -1,0 +1,106 @@
+"""The one settings object. Every field is read from a ``TREADLE_<NAME>`` variable."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+PREFIX = "TREADLE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 3001
+    workers: int = 1
+    server: str = "granian"
+    data_dir: str = "./.treadle"
+    database_url: str = ""
+    redis_url: str = ""
+    redis_prefix: str = "treadle:"
+    secret_key: str = ""
+    public_url: str = ""
+    max_body_bytes: int = 1_048_576
+    access_log: bool = True
+    log_level: str = "info"
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    shutdown_timeout: float = 8.0
+    # accounts and sessions
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 86400
+    verify_token_ttl: int = 48 * 3600
+    reset_token_ttl: int = 3600
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 900
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 1
+    smtp_url: str = ""
+    mail_from: str = "treadle@localhost"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Environment first, then explicit overrides (CLI flags that were given)."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.server not in ("granian", "robyn"):
+            raise SettingsError(f"server must be 'granian' or 'robyn', not {self.server!r}")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
+        if self.workers < 1:
+            raise SettingsError(f"workers must be at least 1, not {self.workers}")
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that make a child process see these same settings."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[PREFIX + f.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    kind = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

@@ -1,0 +1,1 @@
+"""Server-agnostic web kernel: routing, bodies, envelope, errors, headers."""

@@ -1,0 +1,130 @@
+"""The pipeline every request goes through, whichever server delivered it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from treadle._core import request_id
+from treadle.settings import Settings
+from treadle.web import envelope
+from treadle.web.bodies import decode
+from treadle.web.errors import ApiError
+from treadle.web.metrics import Metrics
+from treadle.web.request import Request
+from treadle.web.response import Response
+from treadle.web.routing import Route, RouteTable
+
+log = logging.getLogger("treadle.request")
+
+Authenticator = Callable[[Request, Route], Awaitable[Any]]
+Hook = Callable[[], Awaitable[None]]
+
+_INCOMING_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_UNMATCHED = "<unmatched>"
+
+
+class Kernel:
+    def __init__(
+        self,
+        settings: Settings,
+        table: RouteTable,
+        authenticate: Authenticator,
+        app: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self.authenticate = authenticate
+        self.app = app
+        self.metrics = Metrics()
+        self.on_startup: list[Hook] = []
+        self.on_shutdown: list[Hook] = []
+        self._access_log = settings.access_log
+
+    async def startup(self) -> None:
+        for hook in self.on_startup:
+            await hook()
+
+    async def shutdown(self) -> None:
+        for hook in reversed(self.on_shutdown):
+            await hook()
+
+    async def handle(self, req: Request) -> Response:
+        started = time.perf_counter()
+        self._identify(req)
+        route_name = _UNMATCHED
+        try:
+            found = self.table.lookup(req.method, req.path)
+            if not isinstance(found, tuple):
+                if found:
+                    raise ApiError.method_not_allowed(req.method, found)
+                raise ApiError.not_found(f"no route for {req.method} {req.path}")
+            route, req.params = found
+            route_name = route.path
+            req.route = route
+            req.app = self.app
+            response = await self._run(req, route)
+        except ApiError as exc:
+            response = self.error_response(req, exc)
+        except Exception:
+            log.exception(
+                "unhandled error",
+                extra={"request_id": req.request_id, "route": route_name, "method": req.method},
+            )
+            response = self.error_response(req, ApiError.internal())
+        response.headers.append(("x-request-id", req.request_id))
+        response.headers.append(("x-correlation-id", req.correlation_id))
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(req.method, route_name, response.status, elapsed)
+        if self._access_log:
+            log.info(
+                "request",
+                extra={
+                    "method": req.method,
+                    "route": route_name,
+                    "status": response.status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "request_id": req.request_id,
+                },
+            )
+        return response
+
+    async def _run(self, req: Request, route: Route) -> Response:
+        if route.auth != "none":
+            req.principal = await self.authenticate(req, route)
+        if route.body is not None:
+            raw = await req.body(self.settings.max_body_bytes)
+            req.data = decode(
+                raw,
+                route.body,
+                req.headers.get("content-type"),
+                req.headers.get("content-encoding"),
+            )
+        result = await route.handler(req)
+        if isinstance(result, Response):
+            return result
+        return Response(route.status, envelope.encode(req, route.status, result))
+
+    def error_response(self, req: Request, exc: ApiError) -> Response:
+        if not req.request_id:
+            self._identify(req)
+        return Response(exc.status, envelope.encode(req, exc.status, None, exc), list(exc.headers))
+
+    def _identify(self, req: Request) -> None:
+        headers = req.headers
+        incoming = headers.get("x-request-id")
+        req.request_id = incoming if incoming and _INCOMING_ID.match(incoming) else request_id()
+        correlation = headers.get("x-correlation-id")
+        req.correlation_id = (
+            correlation if correlation and _INCOMING_ID.match(correlation) else req.request_id
+        )
+        parent = headers.get("traceparent")
+        match = _TRACEPARENT.match(parent) if parent else None
+        if match and match.group(1) != "0" * 32:
+            req.trace_id = match.group(1)
+        else:
+            req.trace_id = request_id()

@@ -1,0 +1,108 @@
+"""The server-agnostic request every adapter builds."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from treadle.web.errors import ApiError
+
+# Reads at most `limit` bytes of body; raises ApiError(413) past it without reading the rest.
+BodyReader = Callable[[int], Awaitable[bytes]]
+
+
+class Headers:
+    """Read-only header access by lower-case name, over whatever the server hands us."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, getter: Callable[[str], str | None]) -> None:
+        self._get = getter
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self._get(name)
+        return default if value is None else value
+
+
+class Request:
+    __slots__ = (
+        "_body",
+        "_query",
+        "_reader",
+        "app",
+        "client",
+        "correlation_id",
+        "data",
+        "headers",
+        "method",
+        "params",
+        "path",
+        "principal",
+        "query_string",
+        "request_id",
+        "route",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        headers: Headers,
+        reader: BodyReader,
+        client: str = "",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers
+        self.client = client
+        self._reader = reader
+        self._body: bytes | None = None
+        self._query: dict[str, list[str]] | None = None
+        self.params: dict[str, str] = {}
+        self.route: Any = None
+        self.request_id = ""
+        self.correlation_id = ""
+        self.trace_id = ""
+        self.principal: Any = None
+        # Set by the kernel: the application services, and the decoded body.
+        self.app: Any = None
+        self.data: Any = None
+
+    async def body(self, limit: int) -> bytes:
+        if self._body is None:
+            self._body = await self._reader(limit)
+        return self._body
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        if self._query is None:
+            self._query = parse_qs(self.query_string, keep_blank_values=True)
+        return self._query
+
+    def query_value(self, name: str) -> str | None:
+        values = self.query.get(name)
+        if not values:
+            return None
+        if len(values) > 1:
+            raise ApiError.bad_request(f"query parameter '{name}' was given more than once")
+        return values[0]
+
+
+def read_whole(data: bytes) -> BodyReader:
+    """A reader for servers that hand over the body already read."""
+
+    async def reader(limit: int) -> bytes:
+        if len(data) > limit:
+            raise ApiError.payload_too_large(limit)
+        return data
+
+    return reader
+
+
+def header_map(items: Mapping[str, str]) -> Headers:
+    lowered = {k.lower(): v for k, v in items.items()}
+    return Headers(lowered.get)

@@ -1,0 +1,61 @@
+"""The route table: declared once, it feeds the Rust router and the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from treadle._core import Router
+
+if TYPE_CHECKING:
+    from treadle.web.request import Request
+
+Handler = Callable[["Request"], Awaitable[Any]]
+
+# none: public; user: a signed-in account; admin: a platform admin.
+Auth = Literal["none", "user", "admin"]
+# Whether the route takes an Idempotency-Key; enforcement arrives with the idempotency layer.
+Idempotency = Literal["none", "optional", "required"]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query parameter, documented in OpenAPI and read by the handler."""
+
+    name: str
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: Auth = "user"
+    body: type | None = None
+    response: Any = None
+    status: int = 200
+    params: tuple[Param, ...] = ()
+    idempotency: Idempotency = "none"
+    # A raw route answers with its own Response (HTML, text), outside the envelope.
+    raw: bool = False
+    content_type: str = "application/json"
+
+
+class RouteTable:
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.routes = tuple(routes)
+        self.router = Router()
+        for index, route in enumerate(self.routes):
+            self.router.add(route.method, route.path, index)
+
+    def lookup(self, method: str, path: str) -> tuple[Route, dict[str, str]] | list[str]:
+        found = self.router.lookup(method, path)
+        if isinstance(found, tuple):
+            return self.routes[found[0]], found[1]
+        return found

@@ -1,0 +1,1 @@
+"""Background loops that run inside each server process."""

@@ -1,0 +1,67 @@
+"""Starting up: configured servers that are down, concurrent migrations, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from tests.support.servers import free_port
+from treadle.store.migrate import migrate, migrations
+
+
+def _cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TREADLE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "treadle.cli", *args], env={**base, **env},
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("which", ["TREADLE_DATABASE_URL", "TREADLE_REDIS_URL"])
+def test_unreachable_configured_server_is_one_line(server_env: dict[str, str], which: str) -> None:
+    dead = free_port()
+    url = f"postgresql://nobody@127.0.0.1:{dead}/x" if "DATABASE" in which else f"redis://127.0.0.1:{dead}/0"
+    done = _cli("serve", env={**server_env, which: url, "TREADLE_PORT": str(free_port())})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    name = "PostgreSQL" if "DATABASE" in which else "Redis"
+    assert lines[0].startswith(f"treadle: cannot reach {name} at 127.0.0.1:{dead}")
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_setting_is_one_line() -> None:
+    done = _cli("serve", "--workers", "0", env={})
+    assert done.returncode == 2
+    assert done.stderr.strip() == "treadle: workers must be at least 1, not 0"
+
+
+def test_version_command() -> None:
+    from treadle import __version__
+
+    assert _cli("version", env={}).stdout.strip() == __version__
+
+
+def test_concurrent_migrations_apply_each_file_once(database_url: str) -> None:
+    name = "treadle_migrate_race"
+    admin = psycopg.conninfo.make_conninfo(database_url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: migrate(url), range(6)))
+        applied = [name for result in results for name in result]
+        assert sorted(applied) == sorted(n for _, n, _ in migrations())
+        with psycopg.connect(url) as conn:
+            count = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+        assert count == (len(migrations()),)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

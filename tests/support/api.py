@@ -1,0 +1,48 @@
+"""Small helpers for talking to a live server in tests."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct horse battery"
+
+
+def envelope(response: httpx.Response) -> dict[str, Any]:
+    """The parsed envelope, checked for the shape every response shares."""
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    body = response.json()
+    assert set(body) == {"meta", "context", "data", "error", "links"}, body
+    assert body["meta"]["status"] == response.status_code
+    assert body["meta"]["version"] == "1.0"
+    assert body["meta"]["request_id"] == response.headers["x-request-id"]
+    if response.status_code >= 400:
+        assert body["data"] is None
+        assert set(body["error"]) == {"code", "message", "details"}
+        assert body["error"]["message"]
+    else:
+        assert body["error"] is None
+    return body
+
+
+def error_code(response: httpx.Response) -> str:
+    return str(envelope(response)["error"]["code"])
+
+
+def new_email(tag: str = "user") -> str:
+    return f"{tag}-{secrets.token_hex(6)}@example.test"
+
+
+def signup(client: httpx.Client, email: str | None = None, password: str = PASSWORD) -> dict[str, Any]:
+    email = email or new_email()
+    response = client.post("/v1/auth/signup", json={"email": email, "password": password})
+    assert response.status_code == 201, response.text
+    data = envelope(response)["data"]
+    data["password"] = password
+    return data
+
+
+def bearer(session: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session['access_token']}"}

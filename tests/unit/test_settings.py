@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from treadle.settings import Settings, SettingsError
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.port, settings.server, settings.workers) == (3001, "granian", 1)
+    assert settings.data_dir == "./.treadle"
+
+
+def test_environment_then_flags() -> None:
+    env = {"TREADLE_PORT": "4000", "TREADLE_WORKERS": "3", "TREADLE_ACCESS_LOG": "false"}
+    settings = Settings.from_env(env, port=5000, workers=None)
+    assert settings.port == 5000  # a given flag wins
+    assert settings.workers == 3  # an absent flag leaves the environment's value
+    assert settings.access_log is False
+
+
+def test_round_trip_through_environment() -> None:
+    settings = Settings.from_env({}, port=4321, server="robyn", access_log=False)
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"TREADLE_PORT": "http"}, "TREADLE_PORT='http' is not a valid int"),
+        ({"TREADLE_PORT": "70000"}, "port must be between"),
+        ({"TREADLE_SERVER": "uvicorn"}, "server must be 'granian' or 'robyn'"),
+        ({"TREADLE_WORKERS": "0"}, "workers must be at least 1"),
+        ({"TREADLE_ACCESS_LOG": "maybe"}, "not a valid bool"),
+    ],
+)
+def test_bad_values_say_what_to_fix(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(SettingsError, match=fragment.replace("(", r"\(")):
+        Settings.from_env(env)
