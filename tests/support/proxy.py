@@ -25,8 +25,18 @@ class Proxy:
 
     def stop(self) -> None:
         self.cut()
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def cut(self) -> None:
         """Refuse new connections and drop the open ones."""
@@ -42,11 +52,14 @@ class Proxy:
     async def _drop_all(self) -> None:
         for writer in list(self._writers):
             writer.close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await writer.wait_closed()
         self._writers.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.up:
             writer.close()
+            await writer.wait_closed()
             return
         host, port = self.target
         try:
@@ -56,6 +69,7 @@ class Proxy:
                 up_reader, up_writer = await asyncio.open_connection(host, port)
         except OSError:
             writer.close()
+            await writer.wait_closed()
             return
         self._writers.update((writer, up_writer))
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
@@ -66,4 +80,6 @@ class Proxy:
                 writer.write(data)
                 await writer.drain()
         writer.close()
+        with contextlib.suppress(OSError, ConnectionError):
+            await writer.wait_closed()
         self._writers.discard(writer)

@@ -132,7 +132,8 @@ async def page(
     )
     rows = await cur.fetchall()
     if rows:
-        return [_without_total(r) for r in rows], int(rows[0]["total"])
+        total = int(rows[0]["total"])
+        return [_without_total(r) for r in rows], total
     cur = await conn.execute(f"SELECT count(*) AS n FROM users WHERE {clause}", args)
     count = await cur.fetchone()
     return [], int(count["n"]) if count else 0
