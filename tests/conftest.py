@@ -59,7 +59,9 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture(scope="session")
-def server_env(database_url: str, redis_url: str, mailbox: Mailbox, tmp_path_factory) -> dict[str, str]:
+def server_env(
+    database_url: str, redis_url: str, mailbox: Mailbox, tmp_path_factory
+) -> dict[str, str]:
     """What every test server shares: storage, the SMTP catcher, cheap argon2 for speed."""
     return {
         "TREADLE_DATABASE_URL": database_url,
@@ -116,10 +118,15 @@ def admin(granian_server: Server, tmp_path_factory) -> dict:
     env.update(granian_server.env)
     done = subprocess.run(
         [sys.executable, "-m", "treadle.cli", "admin", "grant", account["user"]["email"]],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     with granian_server.client() as client:
-        me = envelope(client.get("/v1/me", headers={"Authorization": f"Bearer {account['access_token']}"}))
+        me = envelope(
+            client.get("/v1/me", headers={"Authorization": f"Bearer {account['access_token']}"})
+        )
     assert me["data"]["is_platform_admin"] is True
     return account

@@ -44,7 +44,8 @@ class TokenRefresher(HttpUser):
     @task
     def refresh(self) -> None:
         with self.client.post(
-            "/v1/auth/token/refresh", json={"refresh_token": self.refresh_token},
+            "/v1/auth/token/refresh",
+            json={"refresh_token": self.refresh_token},
             catch_response=True,
         ) as response:
             if response.status_code != 200:

@@ -93,7 +93,7 @@ class App:
         with contextlib.suppress(RedisError, OSError):
             for pid, raw in (await self.redis.hgetall(self.metrics_key)).items():
                 entry = orjson.loads(raw)
-                if pid.decode() != own and _now() - entry["at"] < METRICS_STALE_SECONDS:
+                if pid != own.encode() and _now() - entry["at"] < METRICS_STALE_SECONDS:
                     snapshots.append(entry["series"])
         return snapshots
 

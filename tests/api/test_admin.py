@@ -51,8 +51,14 @@ def test_list_search_sort_and_paginate(client: httpx.Client, admin: dict) -> Non
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 0}, {"limit": 201}, {"limit": "ten"}, {"offset": -1}, {"sort_by": "password_hash"},
-     {"sort_order": "sideways"}],
+    [
+        {"limit": 0},
+        {"limit": 201},
+        {"limit": "ten"},
+        {"offset": -1},
+        {"sort_by": "password_hash"},
+        {"sort_order": "sideways"},
+    ],
 )
 def test_list_parameters_are_validated(client: httpx.Client, admin: dict, params: dict) -> None:
     response = client.get("/v1/admin/users", params=params, headers=bearer(admin))
@@ -78,7 +84,9 @@ def test_soft_delete_ends_sessions_and_frees_the_email(client: httpx.Client, adm
     deleted = envelope(client.delete(path, headers=bearer(admin)))["data"]
     assert deleted["deleted_at"] is not None
     assert client.get("/v1/me", headers=bearer(user)).status_code == 401
-    login = client.post("/v1/auth/login", json={"email": user["user"]["email"], "password": PASSWORD})
+    login = client.post(
+        "/v1/auth/login", json={"email": user["user"]["email"], "password": PASSWORD}
+    )
     assert login.status_code == 401
     assert client.delete(path, headers=bearer(admin)).status_code == 404
     # The record stays for admins; the address can be used again.
@@ -88,6 +96,8 @@ def test_soft_delete_ends_sessions_and_frees_the_email(client: httpx.Client, adm
 
 def test_admin_logout_all(client: httpx.Client, admin: dict) -> None:
     user = signup(client)
-    response = client.post(f"/v1/admin/users/{user['user']['id']}/logout-all", headers=bearer(admin))
+    response = client.post(
+        f"/v1/admin/users/{user['user']['id']}/logout-all", headers=bearer(admin)
+    )
     assert envelope(response)["data"]["revoked_sessions"] == 1
     assert client.get("/v1/me", headers=bearer(user)).status_code == 401

@@ -25,7 +25,8 @@ def login(client: httpx.Client, email: str, password: str = PASSWORD) -> httpx.R
 def test_signup_then_me(client: httpx.Client) -> None:
     email = new_email()
     response = client.post(
-        "/v1/auth/signup", json={"email": email.upper(), "password": PASSWORD, "display_name": "Ada"}
+        "/v1/auth/signup",
+        json={"email": email.upper(), "password": PASSWORD, "display_name": "Ada"},
     )
     assert response.status_code == 201
     session = envelope(response)["data"]
@@ -133,7 +134,9 @@ def test_logout_ends_only_this_session(client: httpx.Client) -> None:
     assert client.post("/v1/auth/logout", headers=bearer(account)).status_code == 200
     assert client.get("/v1/me", headers=bearer(account)).status_code == 401
     assert client.get("/v1/me", headers=bearer(other)).status_code == 200
-    refresh = client.post("/v1/auth/token/refresh", json={"refresh_token": account["refresh_token"]})
+    refresh = client.post(
+        "/v1/auth/token/refresh", json={"refresh_token": account["refresh_token"]}
+    )
     assert refresh.status_code == 401
 
 
@@ -151,8 +154,10 @@ def test_verification_mail_link_verifies_once(client: httpx.Client, mailbox: Mai
     email = account["user"]["email"]
     [mail] = mailbox.wait(email)
     assert mail["Subject"] == "Verify your email address"
-    link = next(line for line in mail.get_content().splitlines() if "/v1/auth/verify?token=" in line)
-    path = link[link.index("/v1/auth/verify"):]
+    link = next(
+        line for line in mail.get_content().splitlines() if "/v1/auth/verify?token=" in line
+    )
+    path = link[link.index("/v1/auth/verify") :]
     verified = client.get(path)
     assert verified.status_code == 200
     assert envelope(verified)["data"]["email_verified"] is True
@@ -161,7 +166,9 @@ def test_verification_mail_link_verifies_once(client: httpx.Client, mailbox: Mai
     assert envelope(client.get("/v1/me", headers=bearer(account)))["data"]["email_verified"] is True
 
 
-def test_resend_verification_invalidates_the_old_link(client: httpx.Client, mailbox: Mailbox) -> None:
+def test_resend_verification_invalidates_the_old_link(
+    client: httpx.Client, mailbox: Mailbox
+) -> None:
     account = signup(client)
     email = account["user"]["email"]
     old = mailbox.token(email)
@@ -195,12 +202,16 @@ def test_reset_password_flow(client: httpx.Client, mailbox: Mailbox) -> None:
     reset = next(m for m in mails if m["Subject"] == "Reset your password")
     token = reset.get_content().split("token=")[1].split()[0]
     new_password = "a brand new passphrase"
-    done = client.post("/v1/auth/reset-password", json={"token": token, "new_password": new_password})
+    done = client.post(
+        "/v1/auth/reset-password", json={"token": token, "new_password": new_password}
+    )
     assert done.status_code == 200
     assert client.get("/v1/me", headers=bearer(account)).status_code == 401  # sessions ended
     assert login(client, email).status_code == 401
     assert login(client, email, new_password).status_code == 200
-    reused = client.post("/v1/auth/reset-password", json={"token": token, "new_password": "another one 123"})
+    reused = client.post(
+        "/v1/auth/reset-password", json={"token": token, "new_password": "another one 123"}
+    )
     assert reused.status_code == 400
 
 
@@ -235,8 +246,11 @@ def test_expired_access_token_is_refused(server: Server) -> None:
         account = signup(client)
     key = derive_key("treadle 2026 access-token signing", server.env["TREADLE_SECRET_KEY"].encode())
     claims = {
-        "iss": "treadle", "sub": account["user"]["id"], "sid": account["session_id"],
-        "iat": int(time.time()) - 100, "exp": int(time.time()) - 60,
+        "iss": "treadle",
+        "sub": account["user"]["id"],
+        "sid": account["session_id"],
+        "iat": int(time.time()) - 100,
+        "exp": int(time.time()) - 60,
     }
     expired = jwt_encode(orjson.dumps(claims), key)
     forged = jwt_encode(orjson.dumps({**claims, "exp": int(time.time()) + 600}), b"k" * 32)

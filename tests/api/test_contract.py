@@ -30,7 +30,9 @@ def test_wrong_method_is_405_with_allow(any_server: Server, method: str) -> None
 
 def test_request_and_correlation_ids_are_echoed(any_server: Server) -> None:
     with any_server.client() as client:
-        given = client.get("/healthz", headers={"X-Request-Id": "abc-123", "x-correlation-id": "flow-9"})
+        given = client.get(
+            "/healthz", headers={"X-Request-Id": "abc-123", "x-correlation-id": "flow-9"}
+        )
         made = client.get("/healthz")
     assert given.headers["x-request-id"] == "abc-123"
     assert given.headers["x-correlation-id"] == "flow-9"
@@ -68,7 +70,8 @@ def test_envelope_on_success(any_server: Server) -> None:
 def test_malformed_json_is_400(any_server: Server) -> None:
     with any_server.client() as client:
         response = client.post(
-            "/v1/auth/login", content=b'{"email": "a@b.c", "password": ',
+            "/v1/auth/login",
+            content=b'{"email": "a@b.c", "password": ',
             headers={"content-type": "application/json"},
         )
     assert response.status_code == 400
@@ -137,3 +140,18 @@ def test_authentication_is_enforced(any_server: Server) -> None:
     assert ok.status_code == 200
     body = envelope(ok)
     assert body["context"]["principal_id"] == account["user"]["id"]
+
+
+def test_oversized_body_is_refused_before_it_is_read(server: Server) -> None:
+    import socket
+
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 500000000\r\n\r\n" + b"{" * 1024
+        )
+        # Half a gigabyte was announced and one kilobyte sent: the answer comes anyway.
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b'"payload_too_large"' in reply

@@ -31,7 +31,9 @@ def test_openapi_lists_exactly_the_route_table(server: Server) -> None:
     assert documented == {(r.method, r.path) for r in routes()}
     login = doc["paths"]["/v1/auth/login"]["post"]
     assert set(login["requestBody"]["content"]) == {
-        "application/json", "application/yaml", "application/toml"
+        "application/json",
+        "application/yaml",
+        "application/toml",
     }
     ref = login["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"]
@@ -63,11 +65,18 @@ def test_metrics_count_requests_per_route_and_status(server: Server) -> None:
         client.get("/v1/me")
         text = client.get("/metrics").text
     assert "# TYPE treadle_http_request_duration_seconds histogram" in text
-    ok = re.search(r'treadle_http_requests_total\{method="GET",route="/v1/me",status="200"\} (\d+)', text)
-    denied = re.search(r'treadle_http_requests_total\{method="GET",route="/v1/me",status="401"\} (\d+)', text)
+    ok = re.search(
+        r'treadle_http_requests_total\{method="GET",route="/v1/me",status="200"\} (\d+)', text
+    )
+    denied = re.search(
+        r'treadle_http_requests_total\{method="GET",route="/v1/me",status="401"\} (\d+)', text
+    )
     assert ok and int(ok.group(1)) >= 3
     assert denied and int(denied.group(1)) >= 1
-    assert 'treadle_http_request_duration_seconds_bucket{method="GET",route="/v1/me",status="200",le="+Inf"}' in text
+    assert (
+        'treadle_http_request_duration_seconds_bucket{method="GET",route="/v1/me",status="200",le="+Inf"}'
+        in text
+    )
 
 
 def test_access_log_is_one_json_line_per_request_without_secrets(server: Server) -> None:

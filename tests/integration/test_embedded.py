@@ -74,7 +74,10 @@ def test_migrate_command_with_embedded_storage(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TREADLE_")}
     env["TREADLE_DATA_DIR"] = str(tmp_path / "data")
     done = subprocess.run(
-        [sys.executable, "-m", "treadle.cli", "migrate"], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "treadle.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr

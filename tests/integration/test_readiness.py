@@ -34,8 +34,12 @@ def _proxied_redis(url: str) -> tuple[Proxy, str]:
 def proxied_server(server_env: dict[str, str], tmp_path) -> Iterator[tuple[Server, Proxy, Proxy]]:
     pg, db_url = _proxied_db(server_env["TREADLE_DATABASE_URL"])
     rd, redis_url = _proxied_redis(server_env["TREADLE_REDIS_URL"])
-    env = {**server_env, "TREADLE_DATABASE_URL": db_url, "TREADLE_REDIS_URL": redis_url,
-           "TREADLE_PORT": str(free_port())}
+    env = {
+        **server_env,
+        "TREADLE_DATABASE_URL": db_url,
+        "TREADLE_REDIS_URL": redis_url,
+        "TREADLE_PORT": str(free_port()),
+    }
     server = start_server("granian", env, tmp_path / "server.log")
     yield server, pg, rd
     server.stop()

@@ -17,15 +17,22 @@ from treadle.store.migrate import migrate, migrations
 def _cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("TREADLE_")}
     return subprocess.run(
-        [sys.executable, "-m", "treadle.cli", *args], env={**base, **env},
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "treadle.cli", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 @pytest.mark.parametrize("which", ["TREADLE_DATABASE_URL", "TREADLE_REDIS_URL"])
 def test_unreachable_configured_server_is_one_line(server_env: dict[str, str], which: str) -> None:
     dead = free_port()
-    url = f"postgresql://nobody@127.0.0.1:{dead}/x" if "DATABASE" in which else f"redis://127.0.0.1:{dead}/0"
+    url = (
+        f"postgresql://nobody@127.0.0.1:{dead}/x"
+        if "DATABASE" in which
+        else f"redis://127.0.0.1:{dead}/0"
+    )
     done = _cli("serve", env={**server_env, which: url, "TREADLE_PORT": str(free_port())})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

@@ -35,7 +35,9 @@ def new_email(tag: str = "user") -> str:
     return f"{tag}-{secrets.token_hex(6)}@example.test"
 
 
-def signup(client: httpx.Client, email: str | None = None, password: str = PASSWORD) -> dict[str, Any]:
+def signup(
+    client: httpx.Client, email: str | None = None, password: str = PASSWORD
+) -> dict[str, Any]:
     email = email or new_email()
     response = client.post("/v1/auth/signup", json={"email": email, "password": password})
     assert response.status_code == 201, response.text

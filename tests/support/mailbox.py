@@ -17,7 +17,7 @@ class _Handler:
     def __init__(self, box: Mailbox) -> None:
         self.box = box
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server, session, envelope):
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self.box.lock:
             for rcpt in envelope.rcpt_tos:
@@ -49,7 +49,9 @@ class Mailbox:
             if len(found) >= count:
                 return found
             time.sleep(0.05)
-        raise AssertionError(f"expected {count} mail(s) to {address}, got {len(self.for_address(address))}")
+        raise AssertionError(
+            f"expected {count} mail(s) to {address}, got {len(self.for_address(address))}"
+        )
 
     def token(self, address: str, index: int = -1, count: int = 1) -> str:
         """The token of the link in the ``index``-th mail to ``address``."""

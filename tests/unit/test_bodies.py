@@ -59,7 +59,8 @@ def test_missing_field_is_named() -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b'{"name": ', b"\xff\xfe\x00", b'{"name": "a", "size": 1', b'{"name": "a", "size": 1}}']
+    "data",
+    [b'{"name": ', b"\xff\xfe\x00", b'{"name": "a", "size": 1', b'{"name": "a", "size": 1}}'],
 )
 def test_malformed_json_is_bad_request(data: bytes) -> None:
     error = _error(data)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import msgspec
-
 from treadle.api.auth import Revoked, User
 from treadle.api.common import LIST_PARAMS, list_query, path_id
 from treadle.store.users import SORTABLE
@@ -26,8 +24,12 @@ async def list_users(req: Request) -> Any:
     query = list_query(req, SORTABLE, "created_at")
     include_deleted = req.query_value("include_deleted") in ("true", "1")
     rows, total = await req.app.accounts.admin_list(
-        q=query.q, sort_by=query.sort_by, desc=query.desc, limit=query.limit,
-        offset=query.offset, include_deleted=include_deleted,
+        q=query.q,
+        sort_by=query.sort_by,
+        desc=query.desc,
+        limit=query.limit,
+        offset=query.offset,
+        include_deleted=include_deleted,
     )
     return Page(rows, query.limit, query.offset, total)
 
@@ -61,17 +63,59 @@ _LIST_PARAMS = (
 )
 
 ROUTES = [
-    Route("GET", "/v1/admin/users", list_users, "List accounts", "admin", auth="admin",
-          response=list[AdminUser], params=_LIST_PARAMS),
-    Route("GET", "/v1/admin/users/{id}", get_user, "One account", "admin", auth="admin",
-          response=AdminUser),
-    Route("DELETE", "/v1/admin/users/{id}", delete_user,
-          "Soft-delete an account and end its sessions", "admin", auth="admin",
-          response=AdminUser),
-    Route("POST", "/v1/admin/users/{id}/unlock", unlock_user, "Clear a sign-in lockout",
-          "admin", auth="admin", response=AdminUser),
-    Route("POST", "/v1/admin/users/{id}/verify", verify_user, "Mark the email verified",
-          "admin", auth="admin", response=AdminUser),
-    Route("POST", "/v1/admin/users/{id}/logout-all", logout_all_user,
-          "End every session of an account", "admin", auth="admin", response=Revoked),
+    Route(
+        "GET",
+        "/v1/admin/users",
+        list_users,
+        "List accounts",
+        "admin",
+        auth="admin",
+        response=list[AdminUser],
+        params=_LIST_PARAMS,
+    ),
+    Route(
+        "GET",
+        "/v1/admin/users/{id}",
+        get_user,
+        "One account",
+        "admin",
+        auth="admin",
+        response=AdminUser,
+    ),
+    Route(
+        "DELETE",
+        "/v1/admin/users/{id}",
+        delete_user,
+        "Soft-delete an account and end its sessions",
+        "admin",
+        auth="admin",
+        response=AdminUser,
+    ),
+    Route(
+        "POST",
+        "/v1/admin/users/{id}/unlock",
+        unlock_user,
+        "Clear a sign-in lockout",
+        "admin",
+        auth="admin",
+        response=AdminUser,
+    ),
+    Route(
+        "POST",
+        "/v1/admin/users/{id}/verify",
+        verify_user,
+        "Mark the email verified",
+        "admin",
+        auth="admin",
+        response=AdminUser,
+    ),
+    Route(
+        "POST",
+        "/v1/admin/users/{id}/logout-all",
+        logout_all_user,
+        "End every session of an account",
+        "admin",
+        auth="admin",
+        response=Revoked,
+    ),
 ]

@@ -28,7 +28,11 @@ MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 
 LIST_PARAMS = (
-    Param("limit", "items per page (1-200, default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
+    Param(
+        "limit",
+        "items per page (1-200, default 50)",
+        {"type": "integer", "minimum": 1, "maximum": 200},
+    ),
     Param("offset", "items to skip (default 0)", {"type": "integer", "minimum": 0}),
     Param("sort_order", "asc or desc", {"type": "string", "enum": ["asc", "desc"]}),
     Param("q", "text to search for"),

@@ -119,14 +119,38 @@ async def metrics(req: Request) -> Response:
 
 ROUTES = [
     Route("GET", "/healthz", healthz, "Process is alive", "meta", auth="none", response=Health),
-    Route("GET", "/readyz", readyz, "PostgreSQL and Redis are reachable", "meta", auth="none",
-          response=Readiness),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        "PostgreSQL and Redis are reachable",
+        "meta",
+        auth="none",
+        response=Readiness,
+    ),
     Route("GET", "/version", version, "Server version", "meta", auth="none", response=Version),
     Route("GET", "/openapi.json", openapi, "This document", "meta", auth="none", raw=True),
-    Route("GET", "/docs", docs, "Swagger UI", "meta", auth="none", raw=True,
-          content_type="text/html"),
-    Route("GET", "/docs/{asset}", docs_asset, "Swagger UI assets", "meta", auth="none", raw=True,
-          content_type="text/javascript"),
-    Route("GET", "/metrics", metrics, "Prometheus metrics", "meta", auth="none", raw=True,
-          content_type="text/plain"),
+    Route(
+        "GET", "/docs", docs, "Swagger UI", "meta", auth="none", raw=True, content_type="text/html"
+    ),
+    Route(
+        "GET",
+        "/docs/{asset}",
+        docs_asset,
+        "Swagger UI assets",
+        "meta",
+        auth="none",
+        raw=True,
+        content_type="text/javascript",
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics",
+        "meta",
+        auth="none",
+        raw=True,
+        content_type="text/plain",
+    ),
 ]

@@ -248,7 +248,9 @@ class Accounts:
 
     async def _mail_allowed(self, kind: str, email: str) -> bool:
         try:
-            return bool(await self.redis.set(self._key(f"mail-{kind}", email), 1, nx=True, ex=MAIL_INTERVAL))
+            return bool(
+                await self.redis.set(self._key(f"mail-{kind}", email), 1, nx=True, ex=MAIL_INTERVAL)
+            )
         except RedisError:
             return True
 

@@ -46,7 +46,9 @@ class Sessions:
     def hash_token(self, token: str) -> str:
         return keyed_hash(self.hash_key, token.encode())
 
-    async def issue(self, conn: Conn, user: dict[str, Any], user_agent: str, ip: str) -> dict[str, Any]:
+    async def issue(
+        self, conn: Conn, user: dict[str, Any], user_agent: str, ip: str
+    ) -> dict[str, Any]:
         """Open a new session for ``user`` and return its first token pair."""
         session_id = uuid.uuid4()
         expires = clock.now() + timedelta(seconds=self.settings.refresh_token_ttl)
@@ -124,8 +126,10 @@ class Sessions:
             session_id = UUID(claims["sid"])
             user_id = UUID(claims["sub"])
         except TokenError as exc:
-            message = "access token has expired; refresh it" if exc.reason == "expired" else (
-                "access token is not valid"
+            message = (
+                "access token has expired; refresh it"
+                if exc.reason == "expired"
+                else ("access token is not valid")
             )
             raise ApiError.unauthenticated(message) from None
         except (KeyError, ValueError, TypeError):

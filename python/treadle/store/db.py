@@ -51,4 +51,3 @@ class Database:
     async def ping(self, timeout: float = 1.0) -> None:
         async with self.pool.connection(timeout=timeout) as conn:
             await conn.execute("SELECT 1")
-

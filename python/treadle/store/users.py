@@ -84,8 +84,8 @@ async def set_password(conn: Conn, user_id: UUID, password_hash: str) -> None:
 
 async def mark_verified(conn: Conn, user_id: UUID) -> Row | None:
     cur = await conn.execute(
-        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now()"
-        f" WHERE id = %s AND deleted_at IS NULL RETURNING {PUBLIC}",
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()),"
+        f" updated_at = now() WHERE id = %s AND deleted_at IS NULL RETURNING {PUBLIC}",
         (user_id,),
     )
     return await cur.fetchone()
@@ -110,7 +110,13 @@ async def soft_delete(conn: Conn, user_id: UUID) -> Row | None:
 
 
 async def page(
-    conn: Conn, *, q: str | None, sort_by: str, desc: bool, limit: int, offset: int,
+    conn: Conn,
+    *,
+    q: str | None,
+    sort_by: str,
+    desc: bool,
+    limit: int,
+    offset: int,
     include_deleted: bool,
 ) -> tuple[list[Row], int]:
     if sort_by not in SORTABLE:

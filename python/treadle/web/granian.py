@@ -24,7 +24,8 @@ def _reader(scope: Any, proto: Any) -> BodyReader:
             # Refuse before reading: the client may be sending gigabytes.
             if size > limit:
                 raise ApiError.payload_too_large(limit)
-            return await proto()
+            whole: bytes = await proto()
+            return whole
         body = bytearray()
         async for chunk in proto:
             body += chunk

@@ -36,7 +36,9 @@ _ENVELOPE_PARTS: dict[str, Any] = {
             "version": {"type": "string"},
             "page": {
                 "type": "object",
-                "properties": {k: {"type": "integer"} for k in ("limit", "offset", "returned", "total")},
+                "properties": {
+                    k: {"type": "integer"} for k in ("limit", "offset", "returned", "total")
+                },
             },
         },
     },
@@ -108,16 +110,25 @@ def _operation(route: Route, resolved: dict[Any, dict[str, Any]]) -> dict[str, A
     op: dict[str, Any] = {
         "summary": route.summary,
         "tags": [route.tag],
-        "operationId": f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}"
-        .replace("{", "").replace("}", "").replace("-", "_") or "root",
+        "operationId": f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}".replace(
+            "{", ""
+        )
+        .replace("}", "")
+        .replace("-", "_")
+        or "root",
     }
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in _PARAM.findall(route.path)
     ]
     parameters += [
-        {"name": p.name, "in": "query", "required": p.required, "description": p.description,
-         "schema": p.schema}
+        {
+            "name": p.name,
+            "in": "query",
+            "required": p.required,
+            "description": p.description,
+            "schema": p.schema,
+        }
         for p in route.params
     ]
     if route.idempotency != "none":
@@ -171,4 +182,3 @@ def _error_statuses(route: Route) -> list[int]:
     if "{" in route.path:
         statuses.append(404)
     return sorted(set(statuses))
-

@@ -1,0 +1,48 @@
+"""Two worker processes behave like one server: revocations and metrics cross between them."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.api import bearer, signup
+from tests.support.servers import Server, free_port, start_server
+
+
+@pytest.fixture(scope="module")
+def two_workers(server_env: dict[str, str], tmp_path_factory) -> Iterator[Server]:
+    env = {**server_env, "TREADLE_PORT": str(free_port()), "TREADLE_WORKERS": "2"}
+    server = start_server("granian", env, tmp_path_factory.mktemp("two") / "server.log")
+    yield server
+    server.stop()
+
+
+def _fresh_connection_statuses(server: Server, headers: dict[str, str], n: int) -> list[int]:
+    # A new connection per request, so the kernel's accept spreads them over both workers.
+    return [httpx.get(server.url + "/v1/me", headers=headers).status_code for _ in range(n)]
+
+
+def test_revocation_reaches_the_other_worker_at_once(two_workers: Server) -> None:
+    with two_workers.client() as client:
+        account = signup(client)
+    # Both workers now cache the session as valid.
+    assert set(_fresh_connection_statuses(two_workers, bearer(account), 30)) == {200}
+    with two_workers.client() as client:
+        assert client.post("/v1/auth/logout-all", headers=bearer(account)).status_code == 200
+    time.sleep(0.1)
+    assert set(_fresh_connection_statuses(two_workers, bearer(account), 30)) == {401}
+
+
+def test_metrics_add_up_across_workers(two_workers: Server) -> None:
+    for _ in range(40):
+        httpx.get(two_workers.url + "/version")
+    time.sleep(2.5)  # each worker publishes its series every 2 s
+    text = httpx.get(two_workers.url + "/metrics").text
+    found = re.search(
+        r'treadle_http_requests_total\{method="GET",route="/version",status="200"\} (\d+)', text
+    )
+    assert found and int(found.group(1)) >= 40
