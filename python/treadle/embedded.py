@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 from pathlib import Path
-
 from typing import Any
 
 import psycopg
