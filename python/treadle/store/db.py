@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -51,3 +51,21 @@ class Database:
     async def ping(self, timeout: float = 1.0) -> None:
         async with self.pool.connection(timeout=timeout) as conn:
             await conn.execute("SELECT 1")
+
+
+async def paged(
+    conn: Conn, sql: str, args: Sequence[Any], limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Run ``sql`` (which selects ``count(*) OVER () AS total`` and ends before LIMIT)
+    for one page; returns the rows without ``total``, and the total."""
+    cur = await conn.execute(f"{sql} LIMIT %s OFFSET %s", (*args, limit, offset))
+    rows = await cur.fetchall()
+    if not rows and offset > 0:
+        # Past the end: the page is empty, but the total is still wanted.
+        cur = await conn.execute(f"{sql} LIMIT 1", tuple(args))
+        first = await cur.fetchone()
+        return [], int(first["total"]) if first else 0
+    total = int(rows[0]["total"]) if rows else 0
+    for row in rows:
+        del row["total"]
+    return rows, total

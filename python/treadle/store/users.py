@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from treadle.store.db import Conn
+from treadle.store.db import Conn, paged
 
 Row = dict[str, Any]
 
@@ -129,25 +129,15 @@ async def page(
         where.append("(email ILIKE %s OR display_name ILIKE %s)")
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         args += [pattern, pattern]
-    clause = " AND ".join(where)
     order = "DESC" if desc else "ASC"
-    cur = await conn.execute(
-        f"SELECT {PUBLIC}, count(*) OVER () AS total FROM users WHERE {clause}"
-        f" ORDER BY {sort_by} {order}, id {order} LIMIT %s OFFSET %s",
-        (*args, limit, offset),
+    return await paged(
+        conn,
+        f"SELECT {PUBLIC}, count(*) OVER () AS total FROM users WHERE {' AND '.join(where)}"
+        f" ORDER BY {sort_by} {order}, id {order}",
+        args,
+        limit,
+        offset,
     )
-    rows = await cur.fetchall()
-    if rows:
-        total = int(rows[0]["total"])
-        return [_without_total(r) for r in rows], total
-    cur = await conn.execute(f"SELECT count(*) AS n FROM users WHERE {clause}", args)
-    count = await cur.fetchone()
-    return [], int(count["n"]) if count else 0
-
-
-def _without_total(row: Row) -> Row:
-    row.pop("total", None)
-    return row
 
 
 def is_locked(row: Row, now: datetime) -> bool:
