@@ -172,3 +172,117 @@ impl fmt::Display for CryptoError {
 }
 
 impl std::error::Error for CryptoError {}
+
+/// A policy or snapshot could not be built, or a check named a malformed subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthzError {
+    /// A role name is not one of the roles of its scope.
+    UnknownRole {
+        /// `"organization"` or `"team"`.
+        scope: &'static str,
+        /// The role as given.
+        role: String,
+    },
+    /// A subject is not `user:<id>`, `team:<id>` or `api_key:<id>` with a non-empty id.
+    InvalidSubject {
+        /// The subject as given.
+        subject: String,
+    },
+    /// An ACL effect is neither `allow` nor `deny`.
+    InvalidEffect {
+        /// The effect as given.
+        effect: String,
+    },
+    /// A field that must name something is empty.
+    EmptyField {
+        /// Which field, e.g. `resource_type`.
+        field: &'static str,
+    },
+    /// Two ACL entries in one snapshot share an id.
+    DuplicateEntry {
+        /// The id both entries carry.
+        entry_id: String,
+    },
+}
+
+impl fmt::Display for AuthzError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownRole { scope, role } => {
+                let known = if *scope == "team" {
+                    "admin, member, viewer"
+                } else {
+                    "owner, admin, member, viewer"
+                };
+                write!(f, "unknown {scope} role {role:?}: use one of {known}")
+            }
+            Self::InvalidSubject { subject } => write!(
+                f,
+                "invalid subject {subject:?}: use user:<id>, team:<id> or api_key:<id>"
+            ),
+            Self::InvalidEffect { effect } => {
+                write!(f, "invalid ACL effect {effect:?}: use allow or deny")
+            }
+            Self::EmptyField { field } => write!(f, "{field} must not be empty"),
+            Self::DuplicateEntry { entry_id } => {
+                write!(f, "duplicate ACL entry id {entry_id:?} in one snapshot")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AuthzError {}
+
+/// An API key could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiKeyError {
+    /// The environment is neither `live` nor `test`.
+    UnknownEnvironment {
+        /// The environment as given.
+        environment: String,
+    },
+    /// The operating system's random source failed.
+    EntropyUnavailable,
+}
+
+impl fmt::Display for ApiKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownEnvironment { environment } => {
+                write!(
+                    f,
+                    "unknown API key environment {environment:?}: use live or test"
+                )
+            }
+            Self::EntropyUnavailable => f.write_str("the OS random source failed"),
+        }
+    }
+}
+
+impl std::error::Error for ApiKeyError {}
+
+/// A rate-limit quota or cost is out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateLimitError {
+    /// The limit is zero.
+    ZeroLimit,
+    /// The period is not a positive, finite number of microseconds.
+    InvalidPeriod,
+    /// The time given as `now` is not finite or out of range.
+    InvalidTime,
+}
+
+impl fmt::Display for RateLimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ZeroLimit => "rate limit must allow at least 1 request per period",
+            Self::InvalidPeriod => "rate-limit period must be a positive, finite duration",
+            Self::InvalidTime => "rate-limit time must be a finite UNIX time",
+        })
+    }
+}
+
+impl std::error::Error for RateLimitError {}

@@ -1,5 +1,5 @@
-//! treadle's hot paths in plain Rust: route matching, HS256 JWTs, keyed hashing and
-//! random tokens, with no Python in sight.
+//! treadle's hot paths in plain Rust: authorization, API keys, rate limiting, route
+//! matching, HS256 JWTs, keyed hashing and random tokens, with no Python in sight.
 //!
 //! The `treadle-py` crate wraps these functions for Python as `treadle._core`; this
 //! crate never depends on PyO3.
@@ -40,21 +40,45 @@
 //! - `exp` is required; `nbf` is optional; both allow a leeway in seconds.
 //! - MACs and secrets are compared with [`constant_time_eq`] semantics.
 //!
+//! # Authorization rules
+//!
+//! - [`authz::Authz`] holds a [`Policy`](authz::Policy) and one immutable
+//!   [`Snapshot`](authz::Snapshot) per organization, replaced only by a newer revision.
+//! - Precedence: a user outside the organization is refused; then deny ACL > allow ACL >
+//!   role (team role where the resource belongs to the user's team, else organization
+//!   role); an API key has scopes instead of roles.
+//! - Every [`Decision`](authz::Decision) carries a stable reason code and the rule that
+//!   decided. A check touches only the ACL entries on its resource for its principal and
+//!   the principal's teams.
+//!
+//! # Keys and limits
+//!
+//! - [`keys`]: `trd_live_`/`trd_test_` keys whose CRC-32 checksum refuses malformed
+//!   keys offline, and a verification cache with negative entries and generations.
+//! - [`ratelimit`]: GCRA over integer microseconds, in process
+//!   ([`LocalLimiter`](ratelimit::LocalLimiter)) or as a Redis script
+//!   ([`GCRA_LUA`](ratelimit::GCRA_LUA)) that computes the same numbers.
+//!
 //! # Errors
 //!
 //! Every fallible function returns one of the `#[non_exhaustive]` enums in [`error`]:
 //! [`RouteError`], [`TokenError`] (whose [`reason`](TokenError::reason) is a stable
-//! code) or [`CryptoError`].
+//! code), [`CryptoError`], [`AuthzError`], [`ApiKeyError`] or [`RateLimitError`].
 
+pub mod authz;
 mod ct;
 pub mod error;
 mod hex;
 pub mod jwt;
+pub mod keys;
+pub mod ratelimit;
 pub mod router;
 mod token;
 
 pub use ct::constant_time_eq;
-pub use error::{CryptoError, RouteError, TemplateProblem, TokenError};
+pub use error::{
+    ApiKeyError, AuthzError, CryptoError, RateLimitError, RouteError, TemplateProblem, TokenError,
+};
 pub use hex::Hex;
 pub use router::Router;
 pub use token::{derive_key, keyed_hash, random_token, request_id, MAX_TOKEN_BYTES};

@@ -1,16 +1,21 @@
 //! The one place core errors become Python exceptions.
 //!
 //! ```text
-//! CoreError            every error raised by treadle._core (also key/random errors)
+//! CoreError            every error raised by treadle._core (also key, random and
+//! │                    rate-limit errors)
 //! ├── RouteError       RouteError from the router
-//! └── TokenError       TokenError from the JWT decoder; `.reason` is its stable code
+//! ├── TokenError       TokenError from the JWT decoder; `.reason` is its stable code
+//! └── AuthzError       AuthzError: a bad policy, snapshot or subject
 //! ```
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::intern;
 use pyo3::prelude::*;
-use treadle_core::{CryptoError, RouteError as CoreRouteError, TokenError as CoreTokenError};
+use treadle_core::{
+    ApiKeyError, AuthzError as CoreAuthzError, CryptoError, RateLimitError,
+    RouteError as CoreRouteError, TokenError as CoreTokenError,
+};
 
 create_exception!(
     treadle._core,
@@ -31,6 +36,14 @@ create_exception!(
     "A JWT failed verification. ``reason`` is one of ``malformed``, ``bad_signature``, \
      ``expired``, ``not_yet_valid``, ``unsupported_algorithm``."
 );
+create_exception!(
+    treadle._core,
+    AuthzError,
+    CoreError,
+    "A policy, snapshot or check was given something malformed: an unknown role, a \
+     subject that is not ``user:<id>``, ``team:<id>`` or ``api_key:<id>``, an effect \
+     other than ``allow``/``deny``, an empty field or a duplicate ACL entry id."
+);
 
 /// Adds the exception classes to the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -38,6 +51,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CoreError", py.get_type::<CoreError>())?;
     m.add("RouteError", py.get_type::<RouteError>())?;
     m.add("TokenError", py.get_type::<TokenError>())?;
+    m.add("AuthzError", py.get_type::<AuthzError>())?;
     Ok(())
 }
 
@@ -46,6 +60,9 @@ pub(crate) enum Error {
     Route(CoreRouteError),
     Token(CoreTokenError),
     Crypto(CryptoError),
+    Authz(CoreAuthzError),
+    ApiKey(ApiKeyError),
+    RateLimit(RateLimitError),
 }
 
 impl From<CoreRouteError> for Error {
@@ -66,11 +83,32 @@ impl From<CryptoError> for Error {
     }
 }
 
+impl From<CoreAuthzError> for Error {
+    fn from(err: CoreAuthzError) -> Self {
+        Self::Authz(err)
+    }
+}
+
+impl From<ApiKeyError> for Error {
+    fn from(err: ApiKeyError) -> Self {
+        Self::ApiKey(err)
+    }
+}
+
+impl From<RateLimitError> for Error {
+    fn from(err: RateLimitError) -> Self {
+        Self::RateLimit(err)
+    }
+}
+
 impl From<Error> for PyErr {
     fn from(err: Error) -> Self {
         match err {
             Error::Route(err) => RouteError::new_err(err.to_string()),
             Error::Crypto(err) => CoreError::new_err(err.to_string()),
+            Error::ApiKey(err) => CoreError::new_err(err.to_string()),
+            Error::RateLimit(err) => CoreError::new_err(err.to_string()),
+            Error::Authz(err) => AuthzError::new_err(err.to_string()),
             Error::Token(err) => Python::attach(|py| {
                 let exc = TokenError::new_err(err.to_string());
                 match exc.value(py).setattr(intern!(py, "reason"), err.reason()) {

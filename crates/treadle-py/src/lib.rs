@@ -5,9 +5,14 @@
 //! The Python API is pinned by `python/treadle/_core.pyi`, checked with
 //! `python -m mypy.stubtest treadle._core`.
 
+mod api_keys;
+mod authz;
 mod errors;
+mod gil;
 mod jwt;
+mod key_cache;
 mod keys;
+mod ratelimit;
 mod router;
 
 use pyo3::prelude::*;
@@ -24,5 +29,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keys::random_token, m)?)?;
     m.add_function(wrap_pyfunction!(keys::request_id, m)?)?;
     m.add_function(wrap_pyfunction!(keys::constant_time_eq, m)?)?;
+    m.add_class::<authz::Policy>()?;
+    m.add_class::<authz::Snapshot>()?;
+    m.add_class::<authz::Decision>()?;
+    m.add_class::<authz::Authz>()?;
+    m.add_function(wrap_pyfunction!(api_keys::api_key_generate, m)?)?;
+    m.add_function(wrap_pyfunction!(api_keys::api_key_check, m)?)?;
+    m.add_class::<key_cache::KeyCache>()?;
+    m.add_class::<ratelimit::RateLimiter>()?;
+    m.add("GCRA_LUA", treadle_core::ratelimit::GCRA_LUA)?;
     Ok(())
 }

@@ -1,0 +1,2 @@
+"""Pure-Python reference implementations of ``treadle._core``, for differential tests and
+as benchmark baselines. Not part of the package."""
