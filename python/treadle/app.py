@@ -14,9 +14,12 @@ from treadle.api import routes
 from treadle.bus.invalidation import Invalidator
 from treadle.bus.redis import connect
 from treadle.services.accounts import Accounts
+from treadle.services.authz import Authorizer
 from treadle.services.mail import Mail
+from treadle.services.orgs import Organizations
 from treadle.services.passwords import Passwords
 from treadle.services.sessions import Sessions
+from treadle.services.teams import Teams
 from treadle.settings import Settings
 from treadle.store.db import Database
 from treadle.web.errors import ApiError
@@ -40,6 +43,9 @@ class App:
         self.redis = connect(settings.redis_url)
         self.bus = Invalidator(self.redis, settings.redis_prefix)
         self.sessions = Sessions(settings, self.db, self.bus)
+        self.authz = Authorizer(self.db, self.bus)
+        self.orgs = Organizations(self.db, self.authz)
+        self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)
         self.accounts = Accounts(
             settings,
@@ -111,7 +117,19 @@ def build_kernel(settings: Settings) -> Kernel:
             raise ApiError.forbidden("this route is for platform admins")
         return principal
 
-    kernel = Kernel(settings, RouteTable(routes()), authenticate, app)
+    async def authorize(req: Request, route: Route) -> None:
+        scope = await route.scope(req)  # type: ignore[misc]
+        principal = req.principal
+        await app.authz.ensure(scope.organization_id)
+        decision = app.authz.check(scope, f"user:{principal.user_id}", route.permission)
+        if decision.reason in ("not_member", "unknown_organization"):
+            # Another tenant's resource does not exist, as far as this caller can tell.
+            raise ApiError.not_found(f"no {scope.resource_type} with id {scope.resource_id}")
+        req.scope = scope
+        if not decision.allowed:
+            await app.authz.deny(req, route, scope, decision)
+
+    kernel = Kernel(settings, RouteTable(routes()), authenticate, app, authorize)
     app.metrics = kernel.metrics
     app.table = kernel.table
     kernel.on_startup.append(app.start)

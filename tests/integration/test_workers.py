@@ -46,3 +46,52 @@ def test_metrics_add_up_across_workers(two_workers: Server) -> None:
         r'treadle_http_requests_total\{method="GET",route="/version",status="200"\} (\d+)', text
     )
     assert found and int(found.group(1)) >= 40
+
+
+def test_membership_and_acl_changes_reach_the_other_worker_within_100ms(
+    two_workers: Server,
+) -> None:
+    from tests.support.api import add_member, create_org, envelope
+
+    with two_workers.client() as client:
+        owner, member = signup(client), signup(client)
+        org = create_org(client, owner)
+        add_member(client, owner, org["id"], member, "member")
+    path = f"{two_workers.url}/v1/organizations/{org['id']}"
+    check = {
+        "organization_id": org["id"],
+        "action": "reports.read",
+        "resource_type": "report",
+        "resource_id": "r1",
+    }
+
+    def allowed() -> set[bool]:
+        return {
+            envelope(
+                httpx.post(f"{two_workers.url}/v1/authz/check", json=check, headers=bearer(member))
+            )["data"]["allowed"]
+            for _ in range(20)
+        }
+
+    # Both workers load the snapshot.
+    assert {httpx.get(path, headers=bearer(member)).status_code for _ in range(20)} == {200}
+    acl = {
+        "organization_id": org["id"],
+        "resource_type": "report",
+        "resource_id": "r1",
+        "action": "reports.read",
+        "subject": f"user:{member['user']['id']}",
+    }
+    httpx.post(
+        f"{two_workers.url}/v1/acl", json={**acl, "effect": "allow"}, headers=bearer(owner)
+    ).raise_for_status()
+    time.sleep(0.1)
+    assert allowed() == {True}
+    httpx.post(
+        f"{two_workers.url}/v1/acl", json={**acl, "effect": "deny"}, headers=bearer(owner)
+    ).raise_for_status()
+    time.sleep(0.1)
+    assert allowed() == {False}
+    httpx.delete(f"{path}/members/{member['user']['id']}", headers=bearer(owner)).raise_for_status()
+    time.sleep(0.1)
+    assert {httpx.get(path, headers=bearer(member)).status_code for _ in range(20)} == {404}

@@ -6,6 +6,15 @@ from treadle.web.routing import Route
 
 
 def routes() -> list[Route]:
-    from treadle.api import admin, auth, me, meta
+    from treadle.api import admin, audit, auth, authz, me, meta, organizations, teams
 
-    return [*meta.ROUTES, *auth.ROUTES, *me.ROUTES, *admin.ROUTES]
+    return [
+        *meta.ROUTES,
+        *auth.ROUTES,
+        *me.ROUTES,
+        *admin.ROUTES,
+        *organizations.ROUTES,
+        *teams.ROUTES,
+        *authz.ROUTES,
+        *audit.ROUTES,
+    ]

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
+import msgspec
+
+from treadle.api import organizations
 from treadle.api.auth import User
+from treadle.api.common import PAGE_PARAMS, page_of
+from treadle.api.organizations import Organization
+from treadle.api.teams import Team
 from treadle.services.accounts import public_user
+from treadle.web.envelope import Page
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Route
@@ -18,6 +26,55 @@ async def me(req: Request) -> Any:
     return public_user(user)
 
 
+async def teams(req: Request) -> Any:
+    limit, offset = page_of(req)
+    rows, total = await req.app.teams.mine(req.principal.user_id, limit, offset)
+    return Page(rows, limit, offset, total)
+
+
+async def permissions(req: Request) -> Any:
+    return await req.app.authz.everywhere(req.principal.user_id)
+
+
+class MyTeam(Team):
+    role: str
+
+
+class ScopePermissions(msgspec.Struct):
+    organization_id: UUID
+    resource_type: str
+    resource_id: str
+    team_id: UUID | None
+    role: str
+    actions: list[str]
+
+
 ROUTES = [
     Route("GET", "/v1/me", me, "The signed-in account", "me", response=User),
+    Route(
+        "GET",
+        "/v1/me/organizations",
+        organizations.list_mine,
+        "Organizations you belong to",
+        "me",
+        response=list[Organization],
+        params=PAGE_PARAMS,
+    ),
+    Route(
+        "GET",
+        "/v1/me/teams",
+        teams,
+        "Teams you belong to",
+        "me",
+        response=list[MyTeam],
+        params=PAGE_PARAMS,
+    ),
+    Route(
+        "GET",
+        "/v1/me/permissions",
+        permissions,
+        "Every action you may take, per organization and team",
+        "me",
+        response=list[ScopePermissions],
+    ),
 ]

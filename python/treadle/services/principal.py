@@ -14,3 +14,13 @@ class Principal:
     session_id: UUID
     email: str
     is_platform_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did something, and through which request: what an audit row records."""
+
+    principal: Principal
+    request_id: str
+    ip: str
+    user_agent: str

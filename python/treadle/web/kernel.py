@@ -21,6 +21,7 @@ from treadle.web.routing import Route, RouteTable
 log = logging.getLogger("treadle.request")
 
 Authenticator = Callable[[Request, Route], Awaitable[Any]]
+Authorizer = Callable[[Request, Route], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
 
 _INCOMING_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -35,10 +36,15 @@ class Kernel:
         table: RouteTable,
         authenticate: Authenticator,
         app: Any = None,
+        authorize: Authorizer | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
         self.authenticate = authenticate
+        self.authorize = authorize
+        guarded = [r.path for r in table.routes if r.permission and r.scope is None]
+        if guarded or (authorize is None and any(r.permission for r in table.routes)):
+            raise ValueError(f"routes with a permission need a scope and an authorizer: {guarded}")
         self.app = app
         self.metrics = Metrics()
         self.on_startup: list[Hook] = []
@@ -104,6 +110,8 @@ class Kernel:
                 req.headers.get("content-type"),
                 req.headers.get("content-encoding"),
             )
+        if route.permission is not None:
+            await self.authorize(req, route)  # type: ignore[misc]
         result = await route.handler(req)
         if isinstance(result, Response):
             return result

@@ -42,6 +42,7 @@ class Request:
         "query_string",
         "request_id",
         "route",
+        "scope",
         "trace_id",
     )
 
@@ -71,6 +72,8 @@ class Request:
         # Set by the kernel: the application services, and the decoded body.
         self.app: Any = None
         self.data: Any = None
+        # Set by the permission check: the organization and resource acted on.
+        self.scope: Any = None
 
     async def body(self, limit: int) -> bytes:
         if self._body is None:

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from treadle.web.request import Request
 
 Handler = Callable[["Request"], Awaitable[Any]]
+# Finds the organization (and resource) a request acts on, for the permission check.
+ScopeResolver = Callable[["Request"], Awaitable[Any]]
 
 # none: public; user: a signed-in account; admin: a platform admin.
 Auth = Literal["none", "user", "admin"]
@@ -42,6 +44,9 @@ class Route:
     status: int = 200
     params: tuple[Param, ...] = ()
     idempotency: Idempotency = "none"
+    # The action the caller must be allowed, checked by the kernel in the resolved scope.
+    permission: str | None = None
+    scope: ScopeResolver | None = None
     # A raw route answers with its own Response (HTML, text), outside the envelope.
     raw: bool = False
     content_type: str = "application/json"
