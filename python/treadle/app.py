@@ -15,6 +15,7 @@ from treadle.bus.invalidation import Invalidator
 from treadle.bus.redis import connect
 from treadle.services.accounts import Accounts
 from treadle.services.authz import Authorizer
+from treadle.services.invitations import Invitations
 from treadle.services.mail import Mail
 from treadle.services.orgs import Organizations
 from treadle.services.passwords import Passwords
@@ -47,14 +48,18 @@ class App:
         self.orgs = Organizations(self.db, self.authz)
         self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)
+        mail = Mail(settings)
         self.accounts = Accounts(
             settings,
             self.db,
             self.redis,
             self.sessions,
             Passwords(settings),
-            Mail(settings),
+            mail,
             self.mailer.wake,
+        )
+        self.invitations = Invitations(
+            settings, self.db, self.authz, self.sessions, mail, self.mailer.wake
         )
         self.metrics: Metrics | None = None
         self.table: RouteTable | None = None

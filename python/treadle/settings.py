@@ -39,6 +39,8 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 1
+    invitation_ttl_days: int = 7
+    invitations_per_hour: int = 50
     smtp_url: str = ""
     mail_from: str = "treadle@localhost"
 

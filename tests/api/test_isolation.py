@@ -47,7 +47,15 @@ def tenants(granian_server: Server) -> dict:
                 headers=bearer(victim),
             )
         )["data"]
+        invitation = envelope(
+            client.post(
+                "/v1/invitations",
+                json={"organization_id": org_b["id"], "email": "guest@example.test"},
+                headers=bearer(victim),
+            )
+        )["data"]
     return {
+        "invitation_b": invitation["id"],
         "attacker": attacker,
         "org_a": org_a["id"],
         "org_b": org_b["id"],
@@ -62,6 +70,7 @@ def _path(template: str, route_scope, t: dict) -> str:
         scopes.organization: t["org_b"],
         scopes.team: t["team_b"],
         scopes.acl_entry: t["acl_b"],
+        scopes.invitation: t["invitation_b"],
     }
     path = template.replace("{user_id}", t["user_b"])
     if "{id}" in path:
@@ -84,6 +93,7 @@ def _body(route, t: dict) -> dict | None:
         "OrgSettings": {},
         "Check": {"organization_id": org_b, "action": "org.read"},
         "CheckBatch": {"organization_id": org_b, "items": [{"action": "org.read"}]},
+        "NewInvitation": {"organization_id": org_b, "email": "thief@example.test"},
         "NewAclEntry": {
             "organization_id": org_b,
             "resource_type": "x",
@@ -120,7 +130,7 @@ def test_other_tenants_resources_are_not_found(
 @pytest.mark.parametrize("route", SCOPED, ids=[f"{r.method} {r.path}" for r in SCOPED])
 def test_unknown_ids_are_the_same_404(route, granian_server: Server, tenants: dict) -> None:
     ghost = str(uuid.uuid4())
-    fake = {**tenants, "org_b": ghost, "team_b": ghost, "acl_b": ghost}
+    fake = {**tenants, "org_b": ghost, "team_b": ghost, "acl_b": ghost, "invitation_b": ghost}
     params = {"organization_id": ghost} if route.scope is scopes.organization_in_query else {}
     with granian_server.client() as client:
         response = client.request(
@@ -141,4 +151,5 @@ def test_every_scoped_route_is_covered() -> None:
         scopes.organization_in_query,
         scopes.team,
         scopes.acl_entry,
+        scopes.invitation,
     }

@@ -6,7 +6,17 @@ from treadle.web.routing import Route
 
 
 def routes() -> list[Route]:
-    from treadle.api import admin, audit, auth, authz, me, meta, organizations, teams
+    from treadle.api import (
+        admin,
+        audit,
+        auth,
+        authz,
+        invitations,
+        me,
+        meta,
+        organizations,
+        teams,
+    )
 
     return [
         *meta.ROUTES,
@@ -15,6 +25,7 @@ def routes() -> list[Route]:
         *admin.ROUTES,
         *organizations.ROUTES,
         *teams.ROUTES,
+        *invitations.ROUTES,
         *authz.ROUTES,
         *audit.ROUTES,
     ]

@@ -11,6 +11,7 @@ from uuid import UUID
 from treadle.api.common import path_id
 from treadle.services.authz import Scope
 from treadle.store import acl as acl_store
+from treadle.store import invitations as invitation_store
 from treadle.store import teams as team_store
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
@@ -56,3 +57,13 @@ async def acl_entry(req: Request) -> Scope:
         raise ApiError.not_found(f"no acl entry with id {entry_id}")
     org_id = entry["organization_id"]
     return Scope(org_id, "organization", str(org_id))
+
+
+async def invitation(req: Request) -> Scope:
+    invitation_id = path_id(req)
+    async with req.app.db.connection() as conn:
+        row = await invitation_store.get(conn, invitation_id)
+    if row is None:
+        raise ApiError.not_found(f"no invitation with id {invitation_id}")
+    org_id = row["organization_id"]
+    return Scope(org_id, "invitation", str(invitation_id))

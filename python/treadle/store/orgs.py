@@ -115,6 +115,15 @@ async def member(conn: Conn, org_id: UUID, user_id: UUID) -> Row | None:
     return await cur.fetchone()
 
 
+async def member_by_email(conn: Conn, org_id: UUID, email: str) -> Row | None:
+    cur = await conn.execute(
+        f"SELECT {MEMBER} FROM memberships m JOIN users u ON u.id = m.user_id"
+        " WHERE m.organization_id = %s AND u.email = %s AND u.deleted_at IS NULL",
+        (org_id, email),
+    )
+    return await cur.fetchone()
+
+
 async def members(conn: Conn, org_id: UUID, limit: int, offset: int) -> tuple[list[Row], int]:
     return await paged(
         conn,
