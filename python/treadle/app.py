@@ -14,12 +14,13 @@ from treadle.api import routes
 from treadle.bus.invalidation import Invalidator
 from treadle.bus.redis import connect
 from treadle.services.accounts import Accounts
+from treadle.services.api_keys import ApiKeys
 from treadle.services.authz import Authorizer
 from treadle.services.invitations import Invitations
 from treadle.services.mail import Mail
 from treadle.services.orgs import Organizations
 from treadle.services.passwords import Passwords
-from treadle.services.sessions import Sessions
+from treadle.services.sessions import Sessions, bearer_token
 from treadle.services.teams import Teams
 from treadle.settings import Settings
 from treadle.store.db import Database
@@ -30,6 +31,7 @@ from treadle.web.request import Request
 from treadle.web.routing import Route, RouteTable
 from treadle.workers.mailer import Mailer
 
+API_KEY_PREFIX = "trd_"
 # Each process publishes its metrics this often; /metrics adds up every live process.
 METRICS_PUSH_SECONDS = 2.0
 METRICS_STALE_SECONDS = 30
@@ -45,6 +47,7 @@ class App:
         self.bus = Invalidator(self.redis, settings.redis_prefix)
         self.sessions = Sessions(settings, self.db, self.bus)
         self.authz = Authorizer(self.db, self.bus)
+        self.api_keys = ApiKeys(self.db, self.bus, self.sessions.hash_key)
         self.orgs = Organizations(self.db, self.authz)
         self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)
@@ -69,6 +72,7 @@ class App:
         await self.db.open()
         self.bus.start()
         self.mailer.start()
+        self.api_keys.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._push_metrics()))
 
     async def stop(self) -> None:
@@ -76,6 +80,7 @@ class App:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.api_keys.stop()
         await self.mailer.stop()
         await self.bus.stop()
         await self.db.close()
@@ -117,7 +122,14 @@ def build_kernel(settings: Settings) -> Kernel:
     app = App(settings)
 
     async def authenticate(req: Request, route: Route) -> object:
-        principal = await app.sessions.authenticate(req.headers.get("authorization"))
+        token = bearer_token(req.headers.get("authorization"))
+        if token.startswith(API_KEY_PREFIX):
+            if route.auth != "any":
+                raise ApiError.forbidden("this route needs a signed-in user, not an API key")
+            key = await app.api_keys.authenticate(token)
+            app.api_keys.count(key.id, route.path)
+            return key
+        principal = await app.sessions.authenticate(token)
         if route.auth == "admin" and not principal.is_platform_admin:
             raise ApiError.forbidden("this route is for platform admins")
         return principal
@@ -125,8 +137,13 @@ def build_kernel(settings: Settings) -> Kernel:
     async def authorize(req: Request, route: Route) -> None:
         scope = await route.scope(req)  # type: ignore[misc]
         principal = req.principal
+        if principal.organization_id not in (None, scope.organization_id):
+            # A key sees only its own organization.
+            raise ApiError.not_found(f"no {scope.resource_type} with id {scope.resource_id}")
         await app.authz.ensure(scope.organization_id)
-        decision = app.authz.check(scope, f"user:{principal.user_id}", route.permission)
+        decision = app.authz.check(
+            scope, principal.subject, route.permission, list(principal.scopes) or None
+        )
         if decision.reason in ("not_member", "unknown_organization"):
             # Another tenant's resource does not exist, as far as this caller can tell.
             raise ApiError.not_found(f"no {scope.resource_type} with id {scope.resource_id}")

@@ -54,7 +54,15 @@ def tenants(granian_server: Server) -> dict:
                 headers=bearer(victim),
             )
         )["data"]
+        api_key = envelope(
+            client.post(
+                "/v1/api-keys",
+                json={"organization_id": org_b["id"], "name": "B key", "scopes": ["org.read"]},
+                headers=bearer(victim),
+            )
+        )["data"]
     return {
+        "key_b": api_key["id"],
         "invitation_b": invitation["id"],
         "attacker": attacker,
         "org_a": org_a["id"],
@@ -71,6 +79,7 @@ def _path(template: str, route_scope, t: dict) -> str:
         scopes.team: t["team_b"],
         scopes.acl_entry: t["acl_b"],
         scopes.invitation: t["invitation_b"],
+        scopes.api_key: t["key_b"],
     }
     path = template.replace("{user_id}", t["user_b"])
     if "{id}" in path:
@@ -93,6 +102,9 @@ def _body(route, t: dict) -> dict | None:
         "OrgSettings": {},
         "Check": {"organization_id": org_b, "action": "org.read"},
         "CheckBatch": {"organization_id": org_b, "items": [{"action": "org.read"}]},
+        "NewApiKey": {"organization_id": org_b, "name": "k", "scopes": ["org.read"]},
+        "ApiKeyPatch": {"name": "stolen"},
+        "Rotate": {},
         "NewInvitation": {"organization_id": org_b, "email": "thief@example.test"},
         "NewAclEntry": {
             "organization_id": org_b,
@@ -130,7 +142,14 @@ def test_other_tenants_resources_are_not_found(
 @pytest.mark.parametrize("route", SCOPED, ids=[f"{r.method} {r.path}" for r in SCOPED])
 def test_unknown_ids_are_the_same_404(route, granian_server: Server, tenants: dict) -> None:
     ghost = str(uuid.uuid4())
-    fake = {**tenants, "org_b": ghost, "team_b": ghost, "acl_b": ghost, "invitation_b": ghost}
+    fake = {
+        **tenants,
+        "org_b": ghost,
+        "team_b": ghost,
+        "acl_b": ghost,
+        "invitation_b": ghost,
+        "key_b": ghost,
+    }
     params = {"organization_id": ghost} if route.scope is scopes.organization_in_query else {}
     with granian_server.client() as client:
         response = client.request(
@@ -152,4 +171,5 @@ def test_every_scoped_route_is_covered() -> None:
         scopes.team,
         scopes.acl_entry,
         scopes.invitation,
+        scopes.api_key,
     }

@@ -95,3 +95,29 @@ def test_membership_and_acl_changes_reach_the_other_worker_within_100ms(
     httpx.delete(f"{path}/members/{member['user']['id']}", headers=bearer(owner)).raise_for_status()
     time.sleep(0.1)
     assert {httpx.get(path, headers=bearer(member)).status_code for _ in range(20)} == {404}
+
+
+def test_key_revocation_reaches_every_worker_within_a_second(two_workers: Server) -> None:
+    from tests.support.api import create_org, envelope
+
+    with two_workers.client() as client:
+        owner = signup(client)
+        org = create_org(client, owner)
+        key = envelope(
+            client.post(
+                "/v1/api-keys",
+                json={
+                    "organization_id": org["id"],
+                    "name": "k",
+                    "scopes": ["org.read"],
+                },
+                headers=bearer(owner),
+            )
+        )["data"]
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    assert set(_fresh_connection_statuses(two_workers, headers, 20)) == {200}
+    httpx.delete(
+        f"{two_workers.url}/v1/api-keys/{key['id']}", headers=bearer(owner)
+    ).raise_for_status()
+    time.sleep(1.0)
+    assert set(_fresh_connection_statuses(two_workers, headers, 20)) == {401}

@@ -8,6 +8,7 @@ from treadle.web.routing import Route
 def routes() -> list[Route]:
     from treadle.api import (
         admin,
+        api_keys,
         audit,
         auth,
         authz,
@@ -26,6 +27,7 @@ def routes() -> list[Route]:
         *organizations.ROUTES,
         *teams.ROUTES,
         *invitations.ROUTES,
+        *api_keys.ROUTES,
         *authz.ROUTES,
         *audit.ROUTES,
     ]

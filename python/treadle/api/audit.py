@@ -102,6 +102,7 @@ ROUTES = [
         org_logs,
         "Audit trail of an organization",
         "audit",
+        auth="any",
         response=list[AuditEntry],
         params=FILTERS,
         permission="audit.read",

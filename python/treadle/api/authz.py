@@ -101,12 +101,20 @@ class Denial(msgspec.Struct):
     created_at: datetime
 
 
+def _scopes(req: Request, subject: str | None = None) -> list[str] | None:
+    """The caller's API-key scopes, when the subject checked is the caller itself."""
+    principal = req.principal
+    if principal.kind != "api_key" or subject not in (None, principal.subject):
+        return None
+    return list(principal.scopes)
+
+
 def _subject(req: Request, given: str | None) -> str:
     """Checking someone else's access is an admin's business."""
-    own = f"user:{req.principal.user_id}"
+    own = req.principal.subject
     if given is None or given == own:
         return own
-    allowed = req.app.authz.check(req.scope, own, "authz.check_others").allowed
+    allowed = req.app.authz.check(req.scope, own, "authz.check_others", _scopes(req)).allowed
     if not allowed:
         raise ApiError.forbidden("checking another subject's access needs admin rights")
     return given
@@ -123,7 +131,9 @@ async def check(req: Request) -> Any:
     body: Check = req.data
     revision = await req.app.authz.ensure(body.organization_id, body.at_least_revision)
     subject = _subject(req, body.subject)
-    decision = req.app.authz.check(_item_scope(body.organization_id, body), subject, body.action)
+    decision = req.app.authz.check(
+        _item_scope(body.organization_id, body), subject, body.action, _scopes(req, subject)
+    )
     return {
         "allowed": decision.allowed,
         "reason": decision.reason,
@@ -148,7 +158,8 @@ async def check_batch(req: Request) -> Any:
                 None if item.team_id is None else str(item.team_id),
             )
         )
-    decisions = req.app.authz.evaluator.check_batch(str(org), items)
+    # One scope list serves the batch: it applies to items whose subject is the calling key.
+    decisions = req.app.authz.evaluator.check_batch(str(org), items, _scopes(req))
     return {
         "revision": revision,
         "results": [
@@ -236,6 +247,7 @@ ROUTES = [
         check,
         "Is an action allowed? (with reason and rule)",
         "authz",
+        auth="any",
         body=Check,
         response=Decision,
         permission="org.read",
@@ -247,6 +259,7 @@ ROUTES = [
         check_batch,
         "Up to 1,000 checks against one snapshot, answers in request order",
         "authz",
+        auth="any",
         body=CheckBatch,
         response=BatchResult,
         permission="org.read",
@@ -258,6 +271,7 @@ ROUTES = [
         list_acl,
         "ACL entries of an organization",
         "authz",
+        auth="any",
         response=list[AclEntry],
         params=(_ORG_QUERY, *PAGE_PARAMS),
         permission="acl.read",

@@ -8,6 +8,7 @@ from uuid import UUID
 import msgspec
 
 from treadle.api import organizations
+from treadle.api.api_keys import ApiKey
 from treadle.api.auth import User
 from treadle.api.common import PAGE_PARAMS, page_of
 from treadle.api.organizations import Organization
@@ -20,10 +21,22 @@ from treadle.web.routing import Route
 
 
 async def me(req: Request) -> Any:
-    user = await req.app.sessions.user(req.principal.user_id)
+    principal = req.principal
+    if principal.kind == "api_key":
+        key = await req.app.api_keys.get(UUID(principal.id))
+        return {**key, "principal_type": "api_key"}
+    user = await req.app.sessions.user(principal.user_id)
     if user is None:
         raise ApiError.unauthenticated("the account no longer exists")
-    return public_user(user)
+    return {**public_user(user), "principal_type": "user"}
+
+
+class MeUser(User, tag_field="principal_type", tag="user"):
+    pass
+
+
+class MeApiKey(ApiKey, tag_field="principal_type", tag="api_key"):
+    pass
 
 
 async def teams(req: Request) -> Any:
@@ -50,7 +63,15 @@ class ScopePermissions(msgspec.Struct):
 
 
 ROUTES = [
-    Route("GET", "/v1/me", me, "The signed-in account", "me", response=User),
+    Route(
+        "GET",
+        "/v1/me",
+        me,
+        "The signed-in account, or the API key",
+        "me",
+        auth="any",
+        response=MeUser | MeApiKey,
+    ),
     Route(
         "GET",
         "/v1/me/organizations",

@@ -11,6 +11,7 @@ from uuid import UUID
 from treadle.api.common import path_id
 from treadle.services.authz import Scope
 from treadle.store import acl as acl_store
+from treadle.store import api_keys as key_store
 from treadle.store import invitations as invitation_store
 from treadle.store import teams as team_store
 from treadle.web.errors import ApiError
@@ -67,3 +68,13 @@ async def invitation(req: Request) -> Scope:
         raise ApiError.not_found(f"no invitation with id {invitation_id}")
     org_id = row["organization_id"]
     return Scope(org_id, "invitation", str(invitation_id))
+
+
+async def api_key(req: Request) -> Scope:
+    key_id = path_id(req)
+    async with req.app.db.connection() as conn:
+        row = await key_store.get(conn, key_id)
+    if row is None:
+        raise ApiError.not_found(f"no API key with id {key_id}")
+    org_id = row["organization_id"]
+    return Scope(org_id, "api_key", str(key_id))

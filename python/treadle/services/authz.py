@@ -35,6 +35,7 @@ _ADMIN = [
     "audit.read",
     "denials.read",
     "authz.check_others",
+    "api_keys.manage",
 ]
 ORG_ROLES: dict[str, list[str]] = {
     "viewer": _READ,

@@ -241,5 +241,5 @@ class Organizations:
             return
         await self.authz.ensure(org_id)
         scope = Scope(org_id, "organization", str(org_id))
-        if not self.authz.check(scope, f"user:{actor.principal.user_id}", "members.owners").allowed:
+        if not self.authz.check(scope, actor.principal.subject, "members.owners").allowed:
             raise ApiError.forbidden("only an owner can grant or change the owner role")

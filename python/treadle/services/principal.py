@@ -8,12 +8,23 @@ from uuid import UUID
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """A signed-in user (``kind == "user"``) or an API key (``kind == "api_key"``)."""
+
     id: str
     kind: str
-    user_id: UUID
-    session_id: UUID
+    user_id: UUID | None
+    session_id: UUID | None
     email: str
     is_platform_admin: bool
+    # API keys only: the one organization the key acts in, and what it may do there.
+    organization_id: UUID | None = None
+    scopes: tuple[str, ...] = ()
+    rate_limit_policy: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """The principal as the authorization evaluator names it."""
+        return f"{self.kind}:{self.id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,15 @@ ISSUER = "treadle"
 CACHE_TTL = 30.0
 
 
+def bearer_token(header: str | None) -> str:
+    if not header:
+        raise ApiError.unauthenticated("send Authorization: Bearer <access token or API key>")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError.unauthenticated("Authorization must be 'Bearer <access token or API key>'")
+    return token.strip()
+
+
 class Sessions:
     def __init__(self, settings: Settings, db: Database, bus: Invalidator) -> None:
         secret = settings.secret_key.encode()
@@ -115,12 +124,7 @@ class Sessions:
         if user_id is not None:
             await self.bus.publish("user", user_id)
 
-    async def authenticate(self, bearer: str | None) -> Principal:
-        if not bearer:
-            raise ApiError.unauthenticated("send Authorization: Bearer <access token>")
-        scheme, _, token = bearer.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError.unauthenticated("Authorization must be 'Bearer <access token>'")
+    async def authenticate(self, token: str) -> Principal:
         try:
             claims = orjson.loads(jwt_decode(token.strip(), self.jwt_key, clock.epoch(), 5))
             session_id = UUID(claims["sid"])

@@ -15,8 +15,9 @@ Handler = Callable[["Request"], Awaitable[Any]]
 # Finds the organization (and resource) a request acts on, for the permission check.
 ScopeResolver = Callable[["Request"], Awaitable[Any]]
 
-# none: public; user: a signed-in account; admin: a platform admin.
-Auth = Literal["none", "user", "admin"]
+# none: public; user: a signed-in account; any: an account or an API key;
+# admin: a platform admin.
+Auth = Literal["none", "user", "any", "admin"]
 # Whether the route takes an Idempotency-Key; enforcement arrives with the idempotency layer.
 Idempotency = Literal["none", "optional", "required"]
 
