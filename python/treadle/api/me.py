@@ -25,7 +25,7 @@ async def me(req: Request) -> Any:
     if principal.kind == "api_key":
         key = await req.app.api_keys.get(UUID(principal.id))
         return {**key, "principal_type": "api_key"}
-    user = await req.app.sessions.user(principal.user_id)
+    user = await req.app.sessions.user(principal.id)
     if user is None:
         raise ApiError.unauthenticated("the account no longer exists")
     return {**public_user(user), "principal_type": "user"}

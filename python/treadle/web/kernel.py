@@ -11,6 +11,7 @@ from typing import Any
 from treadle._core import request_id
 from treadle.settings import Settings
 from treadle.web import envelope
+from treadle.web.access_log import AccessLog
 from treadle.web.bodies import decode
 from treadle.web.errors import ApiError
 from treadle.web.metrics import Metrics
@@ -49,7 +50,7 @@ class Kernel:
         self.metrics = Metrics()
         self.on_startup: list[Hook] = []
         self.on_shutdown: list[Hook] = []
-        self._access_log = settings.access_log
+        self.access_log = AccessLog() if settings.access_log else None
 
     async def startup(self) -> None:
         for hook in self.on_startup:
@@ -58,6 +59,8 @@ class Kernel:
     async def shutdown(self) -> None:
         for hook in reversed(self.on_shutdown):
             await hook()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     async def handle(self, req: Request) -> Response:
         started = time.perf_counter()
@@ -86,16 +89,9 @@ class Kernel:
         response.headers.append(("x-correlation-id", req.correlation_id))
         elapsed = time.perf_counter() - started
         self.metrics.observe(req.method, route_name, response.status, elapsed)
-        if self._access_log:
-            log.info(
-                "request",
-                extra={
-                    "method": req.method,
-                    "route": route_name,
-                    "status": response.status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "request_id": req.request_id,
-                },
+        if self.access_log is not None:
+            self.access_log.write(
+                req.method, route_name, response.status, round(elapsed * 1000, 3), req.request_id
             )
         return response
 
