@@ -20,6 +20,7 @@ from treadle.services.invitations import Invitations
 from treadle.services.mail import Mail
 from treadle.services.orgs import Organizations
 from treadle.services.passwords import Passwords
+from treadle.services.ratelimits import RateLimits
 from treadle.services.sessions import Sessions, bearer_token
 from treadle.services.teams import Teams
 from treadle.settings import Settings
@@ -48,6 +49,7 @@ class App:
         self.sessions = Sessions(settings, self.db, self.bus)
         self.authz = Authorizer(self.db, self.bus)
         self.api_keys = ApiKeys(self.db, self.bus, self.sessions.hash_key)
+        self.rate_limits = RateLimits(settings, self.db, self.redis, self.bus)
         self.orgs = Organizations(self.db, self.authz)
         self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)
@@ -151,7 +153,10 @@ def build_kernel(settings: Settings) -> Kernel:
         if not decision.allowed:
             await app.authz.deny(req, route, scope, decision)
 
-    kernel = Kernel(settings, RouteTable(routes()), authenticate, app, authorize)
+    async def admit(req: Request, route: Route) -> list[tuple[str, str]]:
+        return await app.rate_limits.check(req.principal, route.cost)
+
+    kernel = Kernel(settings, RouteTable(routes()), authenticate, app, authorize, admit)
     app.metrics = kernel.metrics
     app.table = kernel.table
     kernel.on_startup.append(app.start)

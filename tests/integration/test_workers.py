@@ -121,3 +121,56 @@ def test_key_revocation_reaches_every_worker_within_a_second(two_workers: Server
     ).raise_for_status()
     time.sleep(1.0)
     assert set(_fresh_connection_statuses(two_workers, headers, 20)) == {401}
+
+
+def test_redis_mode_admits_the_policy_across_workers_under_a_burst(
+    server_env: dict[str, str], tmp_path
+) -> None:
+    import concurrent.futures
+
+    from tests.support.api import create_org, envelope
+
+    env = {
+        **server_env,
+        "TREADLE_PORT": str(free_port()),
+        "TREADLE_WORKERS": "2",
+        "TREADLE_RATE_LIMIT_MODE": "redis",
+    }
+    server = start_server("granian", env, tmp_path / "server.log")
+    try:
+        with server.client() as client:
+            owner = signup(client)
+            org = create_org(client, owner)
+            client.put(
+                f"/v1/organizations/{org['id']}/settings",
+                json={
+                    "rate_limit_policies": [
+                        {"name": "burst", "limit": 100, "period_seconds": 3600}
+                    ],
+                },
+                headers=bearer(owner),
+            ).raise_for_status()
+            key = envelope(
+                client.post(
+                    "/v1/api-keys",
+                    json={
+                        "organization_id": org["id"],
+                        "name": "k",
+                        "scopes": ["org.read"],
+                        "rate_limit_policy": "burst",
+                    },
+                    headers=bearer(owner),
+                )
+            )["data"]["key"]
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def call(_: int) -> int:
+            return httpx.get(server.url + "/v1/me", headers=headers, timeout=30).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            statuses = list(pool.map(call, range(300)))
+        admitted = statuses.count(200)
+        assert statuses.count(429) + admitted == 300
+        assert abs(admitted - 100) <= 2, admitted  # within 2% of the policy
+    finally:
+        server.stop()

@@ -47,9 +47,19 @@ class Branding(msgspec.Struct, forbid_unknown_fields=True):
     primary_color: Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
 
 
+class RateLimitPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    """``limit`` requests per ``period_seconds``; API keys name one in their settings, and
+    the one named ``organization`` bounds the whole organization."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)]
+
+
 class OrgSettings(msgspec.Struct, forbid_unknown_fields=True):
-    # Rate-limit policies and retention join when rate limiting and purging are built.
+    # Retention joins when purging is built.
     branding: Branding = msgspec.field(default_factory=Branding)
+    rate_limit_policies: list[RateLimitPolicy] = []
 
 
 class Organization(msgspec.Struct):
@@ -136,6 +146,11 @@ async def get_settings(req: Request) -> Any:
 
 async def put_settings(req: Request) -> Any:
     body: OrgSettings = req.data
+    names = [p.name for p in body.rate_limit_policies]
+    if len(names) != len(set(names)):
+        raise ApiError.validation(
+            "rate_limit_policies names must be unique", "$.rate_limit_policies"
+        )
     return await req.app.orgs.put_settings(
         actor(req), req.scope.organization_id, msgspec.to_builtins(body)
     )
@@ -257,7 +272,7 @@ ROUTES = [
         "GET",
         ORG + "/settings",
         get_settings,
-        "Organization settings (branding)",
+        "Organization settings: branding and rate-limit policies",
         "organizations",
         auth="any",
         response=OrgSettings,

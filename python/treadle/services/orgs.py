@@ -145,6 +145,8 @@ class Organizations:
                 before["settings"],
                 settings,
             )
+        # Rate limiters cache the policies: tell every process.
+        await self.authz.bus.publish("orgsettings", org_id)
         return dict(after["settings"])
 
     # -- members -------------------------------------------------------------------------

@@ -23,6 +23,8 @@ log = logging.getLogger("treadle.request")
 
 Authenticator = Callable[[Request, Route], Awaitable[Any]]
 Authorizer = Callable[[Request, Route], Awaitable[None]]
+# Decides whether the caller may spend the route's cost now; returns headers to send.
+Admitter = Callable[[Request, Route], Awaitable[list[tuple[str, str]]]]
 Hook = Callable[[], Awaitable[None]]
 
 _INCOMING_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -38,11 +40,13 @@ class Kernel:
         authenticate: Authenticator,
         app: Any = None,
         authorize: Authorizer | None = None,
+        admit: Admitter | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
         self.authenticate = authenticate
         self.authorize = authorize
+        self.admit = admit
         guarded = [r.path for r in table.routes if r.permission and r.scope is None]
         if guarded or (authorize is None and any(r.permission for r in table.routes)):
             raise ValueError(f"routes with a permission need a scope and an authorizer: {guarded}")
@@ -85,6 +89,8 @@ class Kernel:
                 extra={"request_id": req.request_id, "route": route_name, "method": req.method},
             )
             response = self.error_response(req, ApiError.internal())
+        if req.response_headers:
+            response.headers.extend(req.response_headers)
         response.headers.append(("x-request-id", req.request_id))
         response.headers.append(("x-correlation-id", req.correlation_id))
         elapsed = time.perf_counter() - started
@@ -98,6 +104,8 @@ class Kernel:
     async def _run(self, req: Request, route: Route) -> Response:
         if route.auth != "none":
             req.principal = await self.authenticate(req, route)
+            if self.admit is not None:
+                req.response_headers = await self.admit(req, route)
         if route.body is not None:
             raw = await req.body(self.settings.max_body_bytes)
             req.data = decode(

@@ -48,6 +48,8 @@ class Route:
     # The action the caller must be allowed, checked by the kernel in the resolved scope.
     permission: str | None = None
     scope: ScopeResolver | None = None
+    # What one call costs against the caller's rate limit.
+    cost: int = 1
     # A raw route answers with its own Response (HTML, text), outside the envelope.
     raw: bool = False
     content_type: str = "application/json"
