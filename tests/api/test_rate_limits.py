@@ -82,3 +82,34 @@ def test_duplicate_policy_names_are_refused(client: httpx.Client) -> None:
         headers=bearer(owner),
     )
     assert response.status_code == 400
+
+
+def test_the_organization_policy_bounds_all_its_keys_together(client: httpx.Client) -> None:
+    owner = signup(client)
+    org = create_org(client, owner)
+    client.put(
+        f"/v1/organizations/{org['id']}/settings",
+        json={
+            "rate_limit_policies": [{"name": "organization", "limit": 4, "period_seconds": 60}],
+        },
+        headers=bearer(owner),
+    ).raise_for_status()
+    keys = [
+        envelope(
+            client.post(
+                "/v1/api-keys",
+                json={
+                    "organization_id": org["id"],
+                    "name": f"k{i}",
+                    "scopes": ["org.read"],
+                },
+                headers=bearer(owner),
+            )
+        )["data"]["key"]
+        for i in range(2)
+    ]
+    statuses = [
+        client.get("/v1/me", headers={"Authorization": f"Bearer {keys[i % 2]}"}).status_code
+        for i in range(6)
+    ]
+    assert statuses == [200, 200, 200, 200, 429, 429]

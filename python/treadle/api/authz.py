@@ -260,6 +260,7 @@ ROUTES = [
         "Up to 1,000 checks against one snapshot, answers in request order",
         "authz",
         auth="any",
+        cost=10,
         body=CheckBatch,
         response=BatchResult,
         permission="org.read",

@@ -53,8 +53,23 @@ class RateLimits:
         bus.on("orgsettings", self._org_policies.drop, self._org_policies.clear)
 
     async def check(self, principal: Principal, cost: int) -> Headers:
+        """Charge the principal's own policy and, for a key, its organization's policy
+        named ``organization`` if there is one; the headers describe the tighter."""
         policy = await self._policy(principal)
-        key = f"{policy.name}:{principal.kind}:{principal.id}"
+        headers = await self._charge(f"{principal.kind}:{principal.id}", policy, cost)
+        if principal.organization_id is not None:
+            policies = await self._policies(principal.organization_id)
+            org_policy = policies.get("organization")
+            if org_policy is not None:
+                org_headers = await self._charge(
+                    f"org:{principal.organization_id}", org_policy, cost
+                )
+                if _remaining(org_headers) < _remaining(headers):
+                    headers = org_headers
+        return headers
+
+    async def _charge(self, subject: str, policy: Policy, cost: int) -> Headers:
+        key = f"{policy.name}:{subject}"
         if self.shared:
             allowed, limit, remaining, reset, retry = await self._redis_check(key, policy, cost)
         else:
@@ -113,3 +128,7 @@ class RateLimits:
             raise ApiError.unavailable("rate limiting is unavailable; retry shortly", 1) from None
         allowed, limit, remaining, reset_us, retry_us = (int(v) for v in result)
         return bool(allowed), limit, remaining, reset_us / 1e6, retry_us / 1e6
+
+
+def _remaining(headers: Headers) -> int:
+    return int(headers[1][1].split(";r=")[1].split(";")[0])
