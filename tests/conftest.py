@@ -75,6 +75,7 @@ def server_env(
         "TREADLE_LOGIN_MAX_FAILURES": "3",
         "TREADLE_LOGIN_LOCKOUT_SECONDS": "60",
         "TREADLE_INVITATIONS_PER_HOUR": "6",
+        "TREADLE_RETENTION_SWEEP_SECONDS": "1",
     }
 
 

@@ -31,6 +31,7 @@ from treadle.web.metrics import Metrics
 from treadle.web.request import Request
 from treadle.web.routing import Route, RouteTable
 from treadle.workers.mailer import Mailer
+from treadle.workers.retention import Sweeper
 
 API_KEY_PREFIX = "trd_"
 # Each process publishes its metrics this often; /metrics adds up every live process.
@@ -50,6 +51,7 @@ class App:
         self.authz = Authorizer(self.db, self.bus)
         self.api_keys = ApiKeys(self.db, self.bus, self.sessions.hash_key)
         self.rate_limits = RateLimits(settings, self.db, self.redis, self.bus)
+        self.sweeper = Sweeper(self.db, settings.retention_sweep_seconds)
         self.orgs = Organizations(self.db, self.authz)
         self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)
@@ -75,6 +77,7 @@ class App:
         self.bus.start()
         self.mailer.start()
         self.api_keys.start()
+        self.sweeper.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._push_metrics()))
 
     async def stop(self) -> None:
@@ -82,6 +85,7 @@ class App:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.sweeper.stop()
         await self.api_keys.stop()
         await self.mailer.stop()
         await self.bus.stop()

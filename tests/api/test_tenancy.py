@@ -104,7 +104,9 @@ def test_settings_round_trip_and_validation(client: httpx.Client) -> None:
     org = create_org(client, owner)
     path = f"/v1/organizations/{org['id']}/settings"
     assert envelope(client.get(path, headers=bearer(owner)))["data"] == {
-        "branding": {"display_name": None, "logo_url": None, "primary_color": None}
+        "branding": {"display_name": None, "logo_url": None, "primary_color": None},
+        "rate_limit_policies": [],
+        "retention": {"audit_log_days": 365, "authz_denial_days": 90},
     }
     new = {"branding": {"display_name": "Acme", "primary_color": "#112233"}}
     put = client.put(path, json=new, headers=bearer(owner))
@@ -223,3 +225,36 @@ def test_platform_audit_log_is_for_platform_admins(client: httpx.Client, admin: 
         client.get("/v1/audit-logs", params={"organization_id": org["id"]}, headers=bearer(admin))
     )["data"]
     assert [r["action"] for r in rows] == ["organization.create"]
+
+
+def test_retention_deletes_audit_rows_older_than_the_setting(
+    client: httpx.Client, server: Server
+) -> None:
+    import time
+
+    import psycopg
+
+    owner = signup(client)
+    org = create_org(client, owner)
+    put = client.put(
+        f"/v1/organizations/{org['id']}/settings",
+        json={"retention": {"audit_log_days": 7}},
+        headers=bearer(owner),
+    )
+    assert envelope(put)["data"]["retention"] == {"audit_log_days": 7, "authz_denial_days": 90}
+    with psycopg.connect(server.env["TREADLE_DATABASE_URL"], autocommit=True) as conn:
+        # Age the organization's first row past the retention; keep the settings change fresh.
+        conn.execute(
+            "UPDATE audit_logs SET created_at = now() - interval '8 days'"
+            " WHERE organization_id = %s AND action = 'organization.create'",
+            (org["id"],),
+        )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # TREADLE_RETENTION_SWEEP_SECONDS=1 in the test servers
+        logs = envelope(
+            client.get(f"/v1/organizations/{org['id']}/audit-logs", headers=bearer(owner))
+        )
+        if [r["action"] for r in logs["data"]] == ["organization.settings.update"]:
+            break
+        time.sleep(0.3)
+    assert [r["action"] for r in logs["data"]] == ["organization.settings.update"]

@@ -56,10 +56,17 @@ class RateLimitPolicy(msgspec.Struct, forbid_unknown_fields=True):
     period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)]
 
 
+class Retention(msgspec.Struct, forbid_unknown_fields=True):
+    """How long the organization's records are kept before the sweeper deletes them."""
+
+    audit_log_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
+    authz_denial_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 90
+
+
 class OrgSettings(msgspec.Struct, forbid_unknown_fields=True):
-    # Retention joins when purging is built.
     branding: Branding = msgspec.field(default_factory=Branding)
     rate_limit_policies: list[RateLimitPolicy] = []
+    retention: Retention = msgspec.field(default_factory=Retention)
 
 
 class Organization(msgspec.Struct):
@@ -272,7 +279,7 @@ ROUTES = [
         "GET",
         ORG + "/settings",
         get_settings,
-        "Organization settings: branding and rate-limit policies",
+        "Organization settings: branding, rate-limit policies, retention",
         "organizations",
         auth="any",
         response=OrgSettings,
