@@ -148,7 +148,7 @@ def build_kernel(settings: Settings) -> Kernel:
             raise ApiError.not_found(f"no {scope.resource_type} with id {scope.resource_id}")
         await app.authz.ensure(scope.organization_id)
         decision = app.authz.check(
-            scope, principal.subject, route.permission, list(principal.scopes) or None
+            scope, principal.subject, route.permission or "", list(principal.scopes) or None
         )
         if decision.reason in ("not_member", "unknown_organization"):
             # Another tenant's resource does not exist, as far as this caller can tell.

@@ -150,7 +150,6 @@ async def usage(req: Request) -> Any:
 
 
 KEY = "/v1/api-keys/{id}"
-_key = {"scope": scopes.api_key, "permission": "api_keys.manage"}
 
 ROUTES = [
     Route(
@@ -176,7 +175,16 @@ ROUTES = [
         permission="api_keys.manage",
         scope=scopes.organization_in_query,
     ),
-    Route("GET", KEY, get, "One key", "api_keys", response=ApiKey, **_key),
+    Route(
+        "GET",
+        KEY,
+        get,
+        "One key",
+        "api_keys",
+        response=ApiKey,
+        scope=scopes.api_key,
+        permission="api_keys.manage",
+    ),
     Route(
         "PATCH",
         KEY,
@@ -185,9 +193,19 @@ ROUTES = [
         "api_keys",
         body=ApiKeyPatch,
         response=ApiKey,
-        **_key,
+        scope=scopes.api_key,
+        permission="api_keys.manage",
     ),
-    Route("DELETE", KEY, revoke, "Revoke for good", "api_keys", response=ApiKey, **_key),
+    Route(
+        "DELETE",
+        KEY,
+        revoke,
+        "Revoke for good",
+        "api_keys",
+        response=ApiKey,
+        scope=scopes.api_key,
+        permission="api_keys.manage",
+    ),
     Route(
         "POST",
         KEY + "/disable",
@@ -195,7 +213,8 @@ ROUTES = [
         "Stop a key until enabled",
         "api_keys",
         response=ApiKey,
-        **_key,
+        scope=scopes.api_key,
+        permission="api_keys.manage",
     ),
     Route(
         "POST",
@@ -204,7 +223,8 @@ ROUTES = [
         "Enable a disabled key",
         "api_keys",
         response=ApiKey,
-        **_key,
+        scope=scopes.api_key,
+        permission="api_keys.manage",
     ),
     Route(
         "POST",
@@ -214,7 +234,8 @@ ROUTES = [
         "api_keys",
         body=Rotate,
         response=RotatedApiKey,
-        **_key,
+        scope=scopes.api_key,
+        permission="api_keys.manage",
     ),
     Route(
         "POST",
@@ -223,7 +244,8 @@ ROUTES = [
         "New secret; the old one dies at once",
         "api_keys",
         response=RotatedApiKey,
-        **_key,
+        scope=scopes.api_key,
+        permission="api_keys.manage",
     ),
     Route(
         "GET",
@@ -233,6 +255,7 @@ ROUTES = [
         "api_keys",
         response=Usage,
         params=(Param("days", "how many days back (1-90, default 30)"),),
-        **_key,
+        scope=scopes.api_key,
+        permission="api_keys.manage",
     ),
 ]

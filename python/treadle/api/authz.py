@@ -111,7 +111,7 @@ def _scopes(req: Request, subject: str | None = None) -> list[str] | None:
 
 def _subject(req: Request, given: str | None) -> str:
     """Checking someone else's access is an admin's business."""
-    own = req.principal.subject
+    own: str = req.principal.subject
     if given is None or given == own:
         return own
     allowed = req.app.authz.check(req.scope, own, "authz.check_others", _scopes(req)).allowed
@@ -191,7 +191,7 @@ async def create_acl(req: Request) -> Any:
                 "action": body.action,
                 "subject": body.subject,
                 "effect": body.effect,
-                "created_by": req.principal.user_id,
+                "created_by": req.principal.account,
             },
         )
         revision = await authz.changed(conn, org_id)

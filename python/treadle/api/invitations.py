@@ -65,8 +65,6 @@ async def revoke(req: Request) -> Any:
     return await req.app.invitations.revoke(actor(req), path_id(req))
 
 
-_manage = {"permission": "invitations.manage"}
-
 ROUTES = [
     Route(
         "POST",
@@ -78,7 +76,7 @@ ROUTES = [
         response=Invitation,
         status=201,
         scope=scopes.organization_in_body,
-        **_manage,
+        permission="invitations.manage",
     ),
     Route(
         "GET",
@@ -89,7 +87,7 @@ ROUTES = [
         response=list[Invitation],
         params=(Param("organization_id", "the organization", required=True), *PAGE_PARAMS),
         scope=scopes.organization_in_query,
-        **_manage,
+        permission="invitations.manage",
     ),
     Route(
         "GET",
@@ -99,7 +97,7 @@ ROUTES = [
         "invitations",
         response=Invitation,
         scope=scopes.invitation,
-        **_manage,
+        permission="invitations.manage",
     ),
     Route(
         "POST",
@@ -118,6 +116,6 @@ ROUTES = [
         "invitations",
         response=Invitation,
         scope=scopes.invitation,
-        **_manage,
+        permission="invitations.manage",
     ),
 ]

@@ -41,12 +41,12 @@ class MeApiKey(ApiKey, tag_field="principal_type", tag="api_key"):
 
 async def teams(req: Request) -> Any:
     limit, offset = page_of(req)
-    rows, total = await req.app.teams.mine(req.principal.user_id, limit, offset)
+    rows, total = await req.app.teams.mine(req.principal.account, limit, offset)
     return Page(rows, limit, offset, total)
 
 
 async def permissions(req: Request) -> Any:
-    return await req.app.authz.everywhere(req.principal.user_id)
+    return await req.app.authz.everywhere(req.principal.account)
 
 
 class MyTeam(Team):

@@ -95,7 +95,7 @@ async def create(req: Request) -> Any:
 
 async def list_mine(req: Request) -> Any:
     limit, offset = page_of(req)
-    rows, total = await req.app.orgs.mine(req.principal.user_id, limit, offset)
+    rows, total = await req.app.orgs.mine(req.principal.account, limit, offset)
     return Page(rows, limit, offset, total)
 
 
@@ -164,7 +164,6 @@ async def put_settings(req: Request) -> Any:
 
 
 ORG = "/v1/organizations/{id}"
-_org = {"scope": scopes.organization}
 
 ROUTES = [
     Route(
@@ -195,7 +194,7 @@ ROUTES = [
         auth="any",
         response=Organization,
         permission="org.read",
-        **_org,
+        scope=scopes.organization,
     ),
     Route(
         "PATCH",
@@ -206,7 +205,7 @@ ROUTES = [
         body=OrganizationPatch,
         response=Organization,
         permission="org.update",
-        **_org,
+        scope=scopes.organization,
     ),
     Route(
         "DELETE",
@@ -216,7 +215,7 @@ ROUTES = [
         "organizations",
         response=Organization,
         permission="org.archive",
-        **_org,
+        scope=scopes.organization,
     ),
     Route(
         "GET",
@@ -228,7 +227,7 @@ ROUTES = [
         response=list[Team],
         params=PAGE_PARAMS,
         permission="teams.read",
-        **_org,
+        scope=scopes.organization,
     ),
     Route(
         "GET",
@@ -240,7 +239,7 @@ ROUTES = [
         response=list[Member],
         params=PAGE_PARAMS,
         permission="members.read",
-        **_org,
+        scope=scopes.organization,
     ),
     Route(
         "POST",
@@ -252,7 +251,7 @@ ROUTES = [
         response=Member,
         status=201,
         permission="members.manage",
-        **_org,
+        scope=scopes.organization,
     ),
     Route(
         "PATCH",
@@ -263,7 +262,7 @@ ROUTES = [
         body=MemberPatch,
         response=Member,
         permission="members.manage",
-        **_org,
+        scope=scopes.organization,
     ),
     Route(
         "DELETE",
@@ -273,7 +272,7 @@ ROUTES = [
         "organizations",
         response=Member,
         permission="members.manage",
-        **_org,
+        scope=scopes.organization,
     ),
     Route(
         "GET",
@@ -284,7 +283,7 @@ ROUTES = [
         auth="any",
         response=OrgSettings,
         permission="settings.read",
-        **_org,
+        scope=scopes.organization,
     ),
     Route(
         "PUT",
@@ -295,6 +294,6 @@ ROUTES = [
         body=OrgSettings,
         response=OrgSettings,
         permission="settings.write",
-        **_org,
+        scope=scopes.organization,
     ),
 ]

@@ -98,7 +98,6 @@ class Removed(msgspec.Struct):
 
 
 TEAM = "/v1/teams/{id}"
-_team = {"scope": scopes.team}
 
 ROUTES = [
     Route(
@@ -122,7 +121,7 @@ ROUTES = [
         auth="any",
         response=Team,
         permission="teams.read",
-        **_team,
+        scope=scopes.team,
     ),
     Route(
         "PATCH",
@@ -133,7 +132,7 @@ ROUTES = [
         body=TeamPatch,
         response=Team,
         permission="teams.update",
-        **_team,
+        scope=scopes.team,
     ),
     Route(
         "DELETE",
@@ -143,7 +142,7 @@ ROUTES = [
         "teams",
         response=Team,
         permission="teams.manage",
-        **_team,
+        scope=scopes.team,
     ),
     Route(
         "GET",
@@ -155,7 +154,7 @@ ROUTES = [
         response=list[TeamMember],
         params=PAGE_PARAMS,
         permission="teams.read",
-        **_team,
+        scope=scopes.team,
     ),
     Route(
         "POST",
@@ -167,7 +166,7 @@ ROUTES = [
         response=TeamMember,
         status=201,
         permission="teams.members.manage",
-        **_team,
+        scope=scopes.team,
     ),
     Route(
         "DELETE",
@@ -177,6 +176,6 @@ ROUTES = [
         "teams",
         response=Removed,
         permission="teams.members.manage",
-        **_team,
+        scope=scopes.team,
     ),
 ]

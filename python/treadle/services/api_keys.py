@@ -183,7 +183,7 @@ class ApiKeys:
             "organization_id": org_id,
             "display_prefix": prefix,
             "environment": raw.split("_")[1],
-            "created_by": actor.principal.user_id,
+            "created_by": actor.principal.account,
             **fields,
         }
         async with self.db.transaction() as conn:

@@ -78,7 +78,7 @@ class Invitations:
                     email,
                     role,
                     self.sessions.hash_token(token),
-                    actor.principal.user_id,
+                    actor.principal.account,
                     expires,
                 )
                 await self.mail.invitation(
@@ -131,10 +131,10 @@ class Invitations:
                     "this invitation is for another email address; sign in as that account"
                 )
             org_id = row["organization_id"]
-            member = await org_store.add_member(conn, org_id, principal.user_id, row["role"])
+            member = await org_store.add_member(conn, org_id, principal.account, row["role"])
             if member is None:
                 raise ApiError.conflict("you are a member of this organization already")
-            accepted = await invitation_store.mark_accepted(conn, invitation_id, principal.user_id)
+            accepted = await invitation_store.mark_accepted(conn, invitation_id, principal.account)
             revision = await self.authz.changed(conn, org_id)
             await audit.record(
                 conn,
@@ -152,7 +152,7 @@ class Invitations:
                 org_id,
                 "member.add",
                 "user",
-                principal.user_id,
+                principal.account,
                 None,
                 {"role": row["role"], "via": "invitation"},
             )

@@ -54,8 +54,8 @@ class Organizations:
         chosen = slug or f"{slugify(name)}-{org_id.hex[:6]}"
         try:
             async with self.db.transaction() as conn:
-                org = await org_store.insert(conn, org_id, name, chosen, actor.principal.user_id)
-                await org_store.add_member(conn, org_id, actor.principal.user_id, "owner")
+                org = await org_store.insert(conn, org_id, name, chosen, actor.principal.account)
+                await org_store.add_member(conn, org_id, actor.principal.account, "owner")
                 await audit.record(
                     conn,
                     actor,
@@ -209,7 +209,7 @@ class Organizations:
             current = await org_store.member(conn, org_id, user_id)
             if current is None:
                 raise ApiError.not_found(f"no member with user_id {user_id}")
-            if user_id != actor.principal.user_id:
+            if user_id != actor.principal.account:
                 await self._may_grant(actor, org_id, current["role"])
             await org_store.get(conn, org_id, lock=True)
             if current["role"] == "owner":

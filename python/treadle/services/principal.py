@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from treadle.web.errors import ApiError
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -20,6 +22,13 @@ class Principal:
     organization_id: UUID | None = None
     scopes: tuple[str, ...] = ()
     rate_limit_policy: str | None = None
+
+    @property
+    def account(self) -> UUID:
+        """The signed-in user's id; routes that need it do not admit API keys."""
+        if self.user_id is None:
+            raise ApiError.forbidden("this needs a signed-in user, not an API key")
+        return self.user_id
 
     @property
     def subject(self) -> str:

@@ -66,7 +66,8 @@ async def page(
     limit: int,
 ) -> list[Row]:
     """Newest first; ``before_id`` is the cursor (the last id of the previous page)."""
-    where, args = ["TRUE"], []
+    where: list[str] = ["TRUE"]
+    args: list[Any] = []
     for column, value in (
         ("organization_id", organization_id),
         ("actor_id", actor_id),
