@@ -74,6 +74,8 @@ def server_env(
         "TREADLE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "TREADLE_LOGIN_MAX_FAILURES": "3",
         "TREADLE_LOGIN_LOCKOUT_SECONDS": "60",
+        "TREADLE_INVITATIONS_PER_HOUR": "6",
+        "TREADLE_RETENTION_SWEEP_SECONDS": "1",
     }
 
 

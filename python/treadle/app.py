@@ -14,9 +14,15 @@ from treadle.api import routes
 from treadle.bus.invalidation import Invalidator
 from treadle.bus.redis import connect
 from treadle.services.accounts import Accounts
+from treadle.services.api_keys import ApiKeys
+from treadle.services.authz import Authorizer
+from treadle.services.invitations import Invitations
 from treadle.services.mail import Mail
+from treadle.services.orgs import Organizations
 from treadle.services.passwords import Passwords
-from treadle.services.sessions import Sessions
+from treadle.services.ratelimits import RateLimits
+from treadle.services.sessions import Sessions, bearer_token
+from treadle.services.teams import Teams
 from treadle.settings import Settings
 from treadle.store.db import Database
 from treadle.web.errors import ApiError
@@ -25,7 +31,9 @@ from treadle.web.metrics import Metrics
 from treadle.web.request import Request
 from treadle.web.routing import Route, RouteTable
 from treadle.workers.mailer import Mailer
+from treadle.workers.retention import Sweeper
 
+API_KEY_PREFIX = "trd_"
 # Each process publishes its metrics this often; /metrics adds up every live process.
 METRICS_PUSH_SECONDS = 2.0
 METRICS_STALE_SECONDS = 30
@@ -40,15 +48,25 @@ class App:
         self.redis = connect(settings.redis_url)
         self.bus = Invalidator(self.redis, settings.redis_prefix)
         self.sessions = Sessions(settings, self.db, self.bus)
+        self.authz = Authorizer(self.db, self.bus)
+        self.api_keys = ApiKeys(self.db, self.bus, self.sessions.hash_key)
+        self.rate_limits = RateLimits(settings, self.db, self.redis, self.bus)
+        self.sweeper = Sweeper(self.db, settings.retention_sweep_seconds)
+        self.orgs = Organizations(self.db, self.authz)
+        self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)
+        mail = Mail(settings)
         self.accounts = Accounts(
             settings,
             self.db,
             self.redis,
             self.sessions,
             Passwords(settings),
-            Mail(settings),
+            mail,
             self.mailer.wake,
+        )
+        self.invitations = Invitations(
+            settings, self.db, self.authz, self.sessions, mail, self.mailer.wake
         )
         self.metrics: Metrics | None = None
         self.table: RouteTable | None = None
@@ -58,6 +76,8 @@ class App:
         await self.db.open()
         self.bus.start()
         self.mailer.start()
+        self.api_keys.start()
+        self.sweeper.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._push_metrics()))
 
     async def stop(self) -> None:
@@ -65,6 +85,8 @@ class App:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.sweeper.stop()
+        await self.api_keys.stop()
         await self.mailer.stop()
         await self.bus.stop()
         await self.db.close()
@@ -106,12 +128,39 @@ def build_kernel(settings: Settings) -> Kernel:
     app = App(settings)
 
     async def authenticate(req: Request, route: Route) -> object:
-        principal = await app.sessions.authenticate(req.headers.get("authorization"))
+        token = bearer_token(req.headers.get("authorization"))
+        if token.startswith(API_KEY_PREFIX):
+            if route.auth != "any":
+                raise ApiError.forbidden("this route needs a signed-in user, not an API key")
+            key = await app.api_keys.authenticate(token)
+            app.api_keys.count(key.id, route.path)
+            return key
+        principal = await app.sessions.authenticate(token)
         if route.auth == "admin" and not principal.is_platform_admin:
             raise ApiError.forbidden("this route is for platform admins")
         return principal
 
-    kernel = Kernel(settings, RouteTable(routes()), authenticate, app)
+    async def authorize(req: Request, route: Route) -> None:
+        scope = await route.scope(req)  # type: ignore[misc]
+        principal = req.principal
+        if principal.organization_id not in (None, scope.organization_id):
+            # A key sees only its own organization.
+            raise ApiError.not_found(f"no {scope.resource_type} with id {scope.resource_id}")
+        await app.authz.ensure(scope.organization_id)
+        decision = app.authz.check(
+            scope, principal.subject, route.permission or "", list(principal.scopes) or None
+        )
+        if decision.reason in ("not_member", "unknown_organization"):
+            # Another tenant's resource does not exist, as far as this caller can tell.
+            raise ApiError.not_found(f"no {scope.resource_type} with id {scope.resource_id}")
+        req.scope = scope
+        if not decision.allowed:
+            await app.authz.deny(req, route, scope, decision)
+
+    async def admit(req: Request, route: Route) -> list[tuple[str, str]]:
+        return await app.rate_limits.check(req.principal, route.cost)
+
+    kernel = Kernel(settings, RouteTable(routes()), authenticate, app, authorize, admit)
     app.metrics = kernel.metrics
     app.table = kernel.table
     kernel.on_startup.append(app.start)

@@ -39,6 +39,14 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 1
+    # Rate limits: "local" (in-process), "redis" (shared by every process), or "auto":
+    # local with one worker, redis with more.
+    rate_limit_mode: str = "auto"
+    rate_limit_user: str = "1200/60"
+    rate_limit_api_key: str = "6000/60"
+    retention_sweep_seconds: float = 3600.0
+    invitation_ttl_days: int = 7
+    invitations_per_hour: int = 50
     smtp_url: str = ""
     mail_from: str = "treadle@localhost"
 
@@ -61,6 +69,12 @@ class Settings:
             raise SettingsError(f"server must be 'granian' or 'robyn', not {self.server!r}")
         if not 0 < self.port < 65536:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
+        if self.rate_limit_mode not in ("auto", "local", "redis"):
+            raise SettingsError(
+                f"rate_limit_mode must be auto, local or redis, not {self.rate_limit_mode!r}"
+            )
+        for name in ("rate_limit_user", "rate_limit_api_key"):
+            parse_rate(getattr(self, name), name)
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, not {self.workers}")
 
@@ -88,6 +102,14 @@ class Settings:
 
 class SettingsError(ValueError):
     pass
+
+
+def parse_rate(value: str, name: str = "rate") -> tuple[int, int]:
+    """``"LIMIT/SECONDS"`` as (limit, seconds)."""
+    limit, _, period = value.partition("/")
+    if not (limit.isdigit() and period.isdigit() and int(limit) > 0 and int(period) > 0):
+        raise SettingsError(f"{name} must look like 600/60 (requests/seconds), not {value!r}")
+    return int(limit), int(period)
 
 
 def _parse(name: str, raw: str, kind: Any) -> Any:

@@ -46,3 +46,131 @@ def test_metrics_add_up_across_workers(two_workers: Server) -> None:
         r'treadle_http_requests_total\{method="GET",route="/version",status="200"\} (\d+)', text
     )
     assert found and int(found.group(1)) >= 40
+
+
+def test_membership_and_acl_changes_reach_the_other_worker_within_100ms(
+    two_workers: Server,
+) -> None:
+    from tests.support.api import add_member, create_org, envelope
+
+    with two_workers.client() as client:
+        owner, member = signup(client), signup(client)
+        org = create_org(client, owner)
+        add_member(client, owner, org["id"], member, "member")
+    path = f"{two_workers.url}/v1/organizations/{org['id']}"
+    check = {
+        "organization_id": org["id"],
+        "action": "reports.read",
+        "resource_type": "report",
+        "resource_id": "r1",
+    }
+
+    def allowed() -> set[bool]:
+        return {
+            envelope(
+                httpx.post(f"{two_workers.url}/v1/authz/check", json=check, headers=bearer(member))
+            )["data"]["allowed"]
+            for _ in range(20)
+        }
+
+    # Both workers load the snapshot.
+    assert {httpx.get(path, headers=bearer(member)).status_code for _ in range(20)} == {200}
+    acl = {
+        "organization_id": org["id"],
+        "resource_type": "report",
+        "resource_id": "r1",
+        "action": "reports.read",
+        "subject": f"user:{member['user']['id']}",
+    }
+    httpx.post(
+        f"{two_workers.url}/v1/acl", json={**acl, "effect": "allow"}, headers=bearer(owner)
+    ).raise_for_status()
+    time.sleep(0.1)
+    assert allowed() == {True}
+    httpx.post(
+        f"{two_workers.url}/v1/acl", json={**acl, "effect": "deny"}, headers=bearer(owner)
+    ).raise_for_status()
+    time.sleep(0.1)
+    assert allowed() == {False}
+    httpx.delete(f"{path}/members/{member['user']['id']}", headers=bearer(owner)).raise_for_status()
+    time.sleep(0.1)
+    assert {httpx.get(path, headers=bearer(member)).status_code for _ in range(20)} == {404}
+
+
+def test_key_revocation_reaches_every_worker_within_a_second(two_workers: Server) -> None:
+    from tests.support.api import create_org, envelope
+
+    with two_workers.client() as client:
+        owner = signup(client)
+        org = create_org(client, owner)
+        key = envelope(
+            client.post(
+                "/v1/api-keys",
+                json={
+                    "organization_id": org["id"],
+                    "name": "k",
+                    "scopes": ["org.read"],
+                },
+                headers=bearer(owner),
+            )
+        )["data"]
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    assert set(_fresh_connection_statuses(two_workers, headers, 20)) == {200}
+    httpx.delete(
+        f"{two_workers.url}/v1/api-keys/{key['id']}", headers=bearer(owner)
+    ).raise_for_status()
+    time.sleep(1.0)
+    assert set(_fresh_connection_statuses(two_workers, headers, 20)) == {401}
+
+
+def test_redis_mode_admits_the_policy_across_workers_under_a_burst(
+    server_env: dict[str, str], tmp_path
+) -> None:
+    import concurrent.futures
+
+    from tests.support.api import create_org, envelope
+
+    env = {
+        **server_env,
+        "TREADLE_PORT": str(free_port()),
+        "TREADLE_WORKERS": "2",
+        "TREADLE_RATE_LIMIT_MODE": "redis",
+    }
+    server = start_server("granian", env, tmp_path / "server.log")
+    try:
+        with server.client() as client:
+            owner = signup(client)
+            org = create_org(client, owner)
+            client.put(
+                f"/v1/organizations/{org['id']}/settings",
+                json={
+                    "rate_limit_policies": [
+                        {"name": "burst", "limit": 100, "period_seconds": 3600}
+                    ],
+                },
+                headers=bearer(owner),
+            ).raise_for_status()
+            key = envelope(
+                client.post(
+                    "/v1/api-keys",
+                    json={
+                        "organization_id": org["id"],
+                        "name": "k",
+                        "scopes": ["org.read"],
+                        "rate_limit_policy": "burst",
+                    },
+                    headers=bearer(owner),
+                )
+            )["data"]["key"]
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def call(_: int) -> int:
+            return httpx.get(server.url + "/v1/me", headers=headers, timeout=30).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            statuses = list(pool.map(call, range(300)))
+        admitted = statuses.count(200)
+        assert statuses.count(429) + admitted == 300
+        assert abs(admitted - 100) <= 2, admitted  # within 2% of the policy
+    finally:
+        server.stop()

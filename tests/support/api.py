@@ -48,3 +48,20 @@ def signup(
 
 def bearer(session: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {session['access_token']}"}
+
+
+def create_org(client: httpx.Client, owner: dict[str, Any], name: str = "Acme") -> dict[str, Any]:
+    response = client.post("/v1/organizations", json={"name": name}, headers=bearer(owner))
+    assert response.status_code == 201, response.text
+    return dict(envelope(response)["data"])
+
+
+def add_member(
+    client: httpx.Client, admin: dict[str, Any], org_id: str, user: dict[str, Any], role: str
+) -> None:
+    response = client.post(
+        f"/v1/organizations/{org_id}/members",
+        json={"user_id": user["user"]["id"], "role": role},
+        headers=bearer(admin),
+    )
+    assert response.status_code == 201, response.text

@@ -6,6 +6,28 @@ from treadle.web.routing import Route
 
 
 def routes() -> list[Route]:
-    from treadle.api import admin, auth, me, meta
+    from treadle.api import (
+        admin,
+        api_keys,
+        audit,
+        auth,
+        authz,
+        invitations,
+        me,
+        meta,
+        organizations,
+        teams,
+    )
 
-    return [*meta.ROUTES, *auth.ROUTES, *me.ROUTES, *admin.ROUTES]
+    return [
+        *meta.ROUTES,
+        *auth.ROUTES,
+        *me.ROUTES,
+        *admin.ROUTES,
+        *organizations.ROUTES,
+        *teams.ROUTES,
+        *invitations.ROUTES,
+        *api_keys.ROUTES,
+        *authz.ROUTES,
+        *audit.ROUTES,
+    ]

@@ -109,7 +109,7 @@ async def logout(req: Request) -> Any:
 
 
 async def logout_all(req: Request) -> Any:
-    return {"revoked_sessions": await req.app.accounts.logout_all(req.principal.user_id)}
+    return {"revoked_sessions": await req.app.accounts.logout_all(req.principal.account)}
 
 
 async def refresh(req: Request) -> Any:

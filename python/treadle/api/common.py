@@ -8,6 +8,7 @@ from uuid import UUID
 
 import msgspec
 
+from treadle.services.principal import Actor
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param
@@ -96,3 +97,16 @@ def _choice(req: Request, name: str, allowed: set[str], default: str) -> str:
             f"{name} must be one of {', '.join(sorted(allowed))}", f"query.{name}"
         )
     return raw
+
+
+def actor(req: Request) -> Actor:
+    ua, ip = client(req)
+    return Actor(req.principal, req.request_id, ip, ua)
+
+
+def page_of(req: Request) -> tuple[int, int]:
+    """limit and offset for lists that have no sorting choices."""
+    return _int(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT), _int(req, "offset", 0, 0, 10_000_000)
+
+
+PAGE_PARAMS = LIST_PARAMS[:2]

@@ -147,6 +147,8 @@ class Accounts:
     # -- sessions ------------------------------------------------------------------------
 
     async def logout(self, principal: Principal) -> None:
+        if principal.session_id is None:
+            raise ApiError.forbidden("only a signed-in session can sign out")
         await self.sessions.revoke(principal.session_id, "logout")
 
     async def logout_all(self, user_id: UUID, reason: str = "logout_all") -> int:
@@ -233,17 +235,17 @@ class Accounts:
     ) -> Row:
         check_new(new, principal.email, "new_password")
         async with self.db.connection() as conn:
-            stored = await user_store.password_hash(conn, principal.user_id)
+            stored = await user_store.password_hash(conn, principal.account)
         if not await self.passwords.verify(stored, current):
             raise ApiError.forbidden("current_password is wrong")
         password_hash = await self.passwords.hash(new)
         async with self.db.transaction() as conn:
-            await user_store.set_password(conn, principal.user_id, password_hash)
-            revoked = await self.sessions.revoke_all(conn, principal.user_id, "password_change")
-            user = await user_store.by_id(conn, principal.user_id)
+            await user_store.set_password(conn, principal.account, password_hash)
+            revoked = await self.sessions.revoke_all(conn, principal.account, "password_change")
+            user = await user_store.by_id(conn, principal.account)
             assert user is not None
             tokens = await self.sessions.issue(conn, user, ua, ip)
-        await self.sessions.announce(revoked, principal.user_id)
+        await self.sessions.announce(revoked, principal.account)
         return {"user": public_user(user), **tokens}
 
     async def _mail_allowed(self, kind: str, email: str) -> bool:

@@ -35,3 +35,16 @@ class Mail:
             f"It works once and expires in {self.reset_minutes} minutes. "
             "If you did not ask for this, ignore this mail.\n",
         )
+
+    async def invitation(
+        self, conn: Conn, to: str, org_name: str, invitation_id: object, token: str, days: int
+    ) -> None:
+        link = f"{self.base_url}/invitations/{invitation_id}/accept?token={token}"
+        await outbox.enqueue(
+            conn,
+            to,
+            f"You are invited to join {org_name} on treadle",
+            f"You have been invited to join {org_name}.\n\nOpen this link to accept:\n{link}\n\n"
+            f"Or, signed in as {to}, POST the token to /v1/invitations/{invitation_id}/accept:"
+            f" {token}\n\nThe invitation works once and expires in {days} days.\n",
+        )

@@ -30,6 +30,15 @@ ISSUER = "treadle"
 CACHE_TTL = 30.0
 
 
+def bearer_token(header: str | None) -> str:
+    if not header:
+        raise ApiError.unauthenticated("send Authorization: Bearer <access token or API key>")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError.unauthenticated("Authorization must be 'Bearer <access token or API key>'")
+    return token.strip()
+
+
 class Sessions:
     def __init__(self, settings: Settings, db: Database, bus: Invalidator) -> None:
         secret = settings.secret_key.encode()
@@ -38,10 +47,11 @@ class Sessions:
         self.settings = settings
         self.db = db
         self.bus = bus
-        self.session_cache: TTLCache[UUID, dict[str, Any] | None] = TTLCache(CACHE_TTL)
-        self.user_cache: TTLCache[UUID, dict[str, Any] | None] = TTLCache(CACHE_TTL)
-        bus.on("session", lambda i: self.session_cache.drop(UUID(i)), self.session_cache.clear)
-        bus.on("user", lambda i: self.user_cache.drop(UUID(i)), self.user_cache.clear)
+        # Keyed by the id as a string, as it comes in the token and in invalidations.
+        self.session_cache: TTLCache[str, dict[str, Any] | None] = TTLCache(CACHE_TTL)
+        self.user_cache: TTLCache[str, dict[str, Any] | None] = TTLCache(CACHE_TTL)
+        bus.on("session", self.session_cache.drop, self.session_cache.clear)
+        bus.on("user", self.user_cache.drop, self.user_cache.clear)
 
     def hash_token(self, token: str) -> str:
         return keyed_hash(self.hash_key, token.encode())
@@ -115,16 +125,11 @@ class Sessions:
         if user_id is not None:
             await self.bus.publish("user", user_id)
 
-    async def authenticate(self, bearer: str | None) -> Principal:
-        if not bearer:
-            raise ApiError.unauthenticated("send Authorization: Bearer <access token>")
-        scheme, _, token = bearer.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError.unauthenticated("Authorization must be 'Bearer <access token>'")
+    async def authenticate(self, token: str) -> Principal:
         try:
-            claims = orjson.loads(jwt_decode(token.strip(), self.jwt_key, clock.epoch(), 5))
-            session_id = UUID(claims["sid"])
-            user_id = UUID(claims["sub"])
+            claims = orjson.loads(jwt_decode(token, self.jwt_key, clock.epoch(), 5))
+            session_id: str = claims["sid"]
+            user_id: str = claims["sub"]
         except TokenError as exc:
             message = (
                 "access token has expired; refresh it"
@@ -134,6 +139,7 @@ class Sessions:
             raise ApiError.unauthenticated(message) from None
         except (KeyError, ValueError, TypeError):
             raise ApiError.unauthenticated("access token is not valid") from None
+        # Ids stay strings on this path: parsing UUIDs per request costs more than the JWT.
         session = await self._session(session_id)
         if session is None or session["user_id"] != user_id or session["revoked_at"] is not None:
             raise ApiError.unauthenticated("the session has ended; sign in again")
@@ -141,30 +147,41 @@ class Sessions:
         if user is None:
             raise ApiError.unauthenticated("the account no longer exists")
         return Principal(
-            id=str(user_id),
+            id=user_id,
             kind="user",
-            user_id=user_id,
-            session_id=session_id,
+            user_id=user["id"],
+            session_id=session["id"],
             email=user["email"],
             is_platform_admin=user["is_platform_admin"],
         )
 
-    async def _session(self, session_id: UUID) -> dict[str, Any] | None:
+    async def _session(self, session_id: str) -> dict[str, Any] | None:
         cached = self.session_cache.get(session_id)
         if cached is not MISSING:
             return cached  # type: ignore[return-value]
         generation = self.session_cache.generation
+        try:
+            ident = UUID(session_id)
+        except ValueError:
+            return None
         async with self.db.connection() as conn:
-            row = await session_store.state(conn, session_id)
+            row = await session_store.state(conn, ident)
+        if row is not None:
+            row = {**row, "id": ident, "user_id": str(row["user_id"])}
         self.session_cache.put(session_id, row, generation)
         return row
 
-    async def user(self, user_id: UUID) -> dict[str, Any] | None:
-        cached = self.user_cache.get(user_id)
+    async def user(self, user_id: UUID | str) -> dict[str, Any] | None:
+        key = str(user_id)
+        cached = self.user_cache.get(key)
         if cached is not MISSING:
             return cached  # type: ignore[return-value]
         generation = self.user_cache.generation
+        try:
+            ident = UUID(key)
+        except ValueError:
+            return None
         async with self.db.connection() as conn:
-            row = await user_store.by_id(conn, user_id)
-        self.user_cache.put(user_id, row, generation)
+            row = await user_store.by_id(conn, ident)
+        self.user_cache.put(key, row, generation)
         return row

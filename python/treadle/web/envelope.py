@@ -25,6 +25,15 @@ class Page:
     total: int
 
 
+@dataclass(slots=True)
+class CursorPage:
+    """A page of a stream-like list: continue from ``next_cursor`` (None at the end)."""
+
+    items: list[Any]
+    limit: int
+    next_cursor: str | None
+
+
 def encode(req: Request, status: int, data: Any, error: ApiError | None = None) -> bytes:
     meta: dict[str, Any] = {
         "request_id": req.request_id,
@@ -43,16 +52,26 @@ def encode(req: Request, status: int, data: Any, error: ApiError | None = None) 
             "total": data.total,
         }
         if data.offset + len(data.items) < data.total:
-            links["next"] = _with_offset(req, data.offset + len(data.items))
+            links["next"] = _with(req, "offset", str(data.offset + len(data.items)))
+        data = data.items
+    elif isinstance(data, CursorPage):
+        meta["page"] = {
+            "limit": data.limit,
+            "returned": len(data.items),
+            "next_cursor": data.next_cursor,
+        }
+        if data.next_cursor is not None:
+            links["next"] = _with(req, "cursor", data.next_cursor)
         data = data.items
     principal = req.principal
+    scope = req.scope
     return orjson.dumps(
         {
             "meta": meta,
             "context": {
                 "principal_id": principal.id if principal is not None else None,
-                "organization_id": None,
-                "team_id": None,
+                "organization_id": None if scope is None else scope.organization_id,
+                "team_id": None if scope is None else scope.team_id,
             },
             "data": data,
             "error": None
@@ -63,7 +82,8 @@ def encode(req: Request, status: int, data: Any, error: ApiError | None = None) 
     )
 
 
-def _with_offset(req: Request, offset: int) -> str:
-    pairs = [(k, v) for k, vs in req.query.items() if k != "offset" for v in vs]
-    pairs.append(("offset", str(offset)))
+def _with(req: Request, name: str, value: str) -> str:
+    """This request's URL with one query parameter set."""
+    pairs = [(k, v) for k, vs in req.query.items() if k != name for v in vs]
+    pairs.append((name, value))
     return f"{req.path}?{urlencode(pairs)}"

@@ -11,6 +11,7 @@ from typing import Any
 from treadle._core import request_id
 from treadle.settings import Settings
 from treadle.web import envelope
+from treadle.web.access_log import AccessLog
 from treadle.web.bodies import decode
 from treadle.web.errors import ApiError
 from treadle.web.metrics import Metrics
@@ -21,6 +22,9 @@ from treadle.web.routing import Route, RouteTable
 log = logging.getLogger("treadle.request")
 
 Authenticator = Callable[[Request, Route], Awaitable[Any]]
+Authorizer = Callable[[Request, Route], Awaitable[None]]
+# Decides whether the caller may spend the route's cost now; returns headers to send.
+Admitter = Callable[[Request, Route], Awaitable[list[tuple[str, str]]]]
 Hook = Callable[[], Awaitable[None]]
 
 _INCOMING_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -35,15 +39,22 @@ class Kernel:
         table: RouteTable,
         authenticate: Authenticator,
         app: Any = None,
+        authorize: Authorizer | None = None,
+        admit: Admitter | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
         self.authenticate = authenticate
+        self.authorize = authorize
+        self.admit = admit
+        guarded = [r.path for r in table.routes if r.permission and r.scope is None]
+        if guarded or (authorize is None and any(r.permission for r in table.routes)):
+            raise ValueError(f"routes with a permission need a scope and an authorizer: {guarded}")
         self.app = app
         self.metrics = Metrics()
         self.on_startup: list[Hook] = []
         self.on_shutdown: list[Hook] = []
-        self._access_log = settings.access_log
+        self.access_log = AccessLog() if settings.access_log else None
 
     async def startup(self) -> None:
         for hook in self.on_startup:
@@ -52,6 +63,8 @@ class Kernel:
     async def shutdown(self) -> None:
         for hook in reversed(self.on_shutdown):
             await hook()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     async def handle(self, req: Request) -> Response:
         started = time.perf_counter()
@@ -76,26 +89,23 @@ class Kernel:
                 extra={"request_id": req.request_id, "route": route_name, "method": req.method},
             )
             response = self.error_response(req, ApiError.internal())
+        if req.response_headers:
+            response.headers.extend(req.response_headers)
         response.headers.append(("x-request-id", req.request_id))
         response.headers.append(("x-correlation-id", req.correlation_id))
         elapsed = time.perf_counter() - started
         self.metrics.observe(req.method, route_name, response.status, elapsed)
-        if self._access_log:
-            log.info(
-                "request",
-                extra={
-                    "method": req.method,
-                    "route": route_name,
-                    "status": response.status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "request_id": req.request_id,
-                },
+        if self.access_log is not None:
+            self.access_log.write(
+                req.method, route_name, response.status, round(elapsed * 1000, 3), req.request_id
             )
         return response
 
     async def _run(self, req: Request, route: Route) -> Response:
         if route.auth != "none":
             req.principal = await self.authenticate(req, route)
+            if self.admit is not None:
+                req.response_headers = await self.admit(req, route)
         if route.body is not None:
             raw = await req.body(self.settings.max_body_bytes)
             req.data = decode(
@@ -104,6 +114,8 @@ class Kernel:
                 req.headers.get("content-type"),
                 req.headers.get("content-encoding"),
             )
+        if route.permission is not None:
+            await self.authorize(req, route)  # type: ignore[misc]
         result = await route.handler(req)
         if isinstance(result, Response):
             return result

@@ -41,7 +41,9 @@ class Request:
         "principal",
         "query_string",
         "request_id",
+        "response_headers",
         "route",
+        "scope",
         "trace_id",
     )
 
@@ -71,6 +73,10 @@ class Request:
         # Set by the kernel: the application services, and the decoded body.
         self.app: Any = None
         self.data: Any = None
+        # Set by the permission check: the organization and resource acted on.
+        self.scope: Any = None
+        # Headers every answer to this request carries (the rate-limit fields).
+        self.response_headers: list[tuple[str, str]] = []
 
     async def body(self, limit: int) -> bytes:
         if self._body is None:

@@ -12,9 +12,12 @@ if TYPE_CHECKING:
     from treadle.web.request import Request
 
 Handler = Callable[["Request"], Awaitable[Any]]
+# Finds the organization (and resource) a request acts on, for the permission check.
+ScopeResolver = Callable[["Request"], Awaitable[Any]]
 
-# none: public; user: a signed-in account; admin: a platform admin.
-Auth = Literal["none", "user", "admin"]
+# none: public; user: a signed-in account; any: an account or an API key;
+# admin: a platform admin.
+Auth = Literal["none", "user", "any", "admin"]
 # Whether the route takes an Idempotency-Key; enforcement arrives with the idempotency layer.
 Idempotency = Literal["none", "optional", "required"]
 
@@ -42,6 +45,11 @@ class Route:
     status: int = 200
     params: tuple[Param, ...] = ()
     idempotency: Idempotency = "none"
+    # The action the caller must be allowed, checked by the kernel in the resolved scope.
+    permission: str | None = None
+    scope: ScopeResolver | None = None
+    # What one call costs against the caller's rate limit.
+    cost: int = 1
     # A raw route answers with its own Response (HTML, text), outside the envelope.
     raw: bool = False
     content_type: str = "application/json"

@@ -1,0 +1,268 @@
+"""API keys: issued once, stored as keyed hashes, verified from an in-process Rust cache.
+
+A change to a key (revoke, disable, rotate, roll, new scopes) publishes the hashes of its
+secrets, so every process drops them at once; usage is counted in memory and written in
+batches every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from treadle import _core, clock
+from treadle.bus.invalidation import Invalidator
+from treadle.services import audit
+from treadle.services.principal import Actor, Principal
+from treadle.store import api_keys as key_store
+from treadle.store.db import Database
+from treadle.web.errors import ApiError
+
+log = logging.getLogger("treadle.api_keys")
+
+Row = dict[str, Any]
+CACHE_SECONDS = 30.0
+NEGATIVE_CACHE_SECONDS = 5.0
+FLUSH_SECONDS = 1.0
+DEFAULT_GRACE_SECONDS = 24 * 3600
+
+
+def public_key(row: Row) -> Row:
+    now = clock.now()
+    if row["revoked_at"] is not None:
+        status = "revoked"
+    elif row["disabled_at"] is not None:
+        status = "disabled"
+    elif row["expires_at"] is not None and row["expires_at"] <= now:
+        status = "expired"
+    else:
+        status = "active"
+    fields = (
+        "id",
+        "organization_id",
+        "name",
+        "environment",
+        "display_prefix",
+        "expires_at",
+        "rate_limit_policy",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "last_used_at",
+    )
+    return {k: row[k] for k in fields} | {"scopes": list(row["scopes"]), "status": status}
+
+
+class ApiKeys:
+    def __init__(self, db: Database, bus: Invalidator, hash_key: bytes) -> None:
+        self.db = db
+        self.bus = bus
+        self.hash_key = hash_key
+        self.cache = _core.KeyCache(CACHE_SECONDS, NEGATIVE_CACHE_SECONDS, 100_000)
+        bus.on("apikey", self.cache.invalidate, self.cache.clear)
+        self._usage: Counter[tuple[UUID, Any, str]] = Counter()
+        self._last_used: dict[UUID, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def hash(self, raw: str) -> str:
+        return _core.keyed_hash(self.hash_key, raw.encode())
+
+    # -- authenticating ----------------------------------------------------------------
+
+    async def authenticate(self, raw: str) -> Principal:
+        if not _core.api_key_check(raw):
+            raise ApiError.unauthenticated("API key is malformed; copy it again")
+        key_hash = self.hash(raw)
+        hit, record = self.cache.get(key_hash)
+        if not hit:
+            generation = self.cache.generation
+            async with self.db.connection() as conn:
+                record = await key_store.by_hash(conn, key_hash)
+            if record is None:
+                self.cache.put_missing(key_hash, generation)
+            else:
+                self.cache.put(key_hash, record, generation)
+        if record is None:
+            raise ApiError.unauthenticated("API key is not valid")
+        key: Row = record  # type: ignore[assignment]
+        now = clock.now()
+        if key["revoked_at"] is not None:
+            raise ApiError.unauthenticated("API key was revoked")
+        if key["disabled_at"] is not None:
+            raise ApiError.unauthenticated("API key is disabled; enable it to use it again")
+        if key["expires_at"] is not None and key["expires_at"] <= now:
+            raise ApiError.unauthenticated("API key has expired")
+        if key["secret_expires_at"] is not None and key["secret_expires_at"] <= now:
+            raise ApiError.unauthenticated("API key was rotated; use the new key")
+        return Principal(
+            id=str(key["id"]),
+            kind="api_key",
+            user_id=None,
+            session_id=None,
+            email="",
+            is_platform_admin=False,
+            organization_id=key["organization_id"],
+            scopes=tuple(key["scopes"]),
+            rate_limit_policy=key["rate_limit_policy"],
+        )
+
+    # -- usage -------------------------------------------------------------------------
+
+    def count(self, key_id: str, route: str) -> None:
+        """Count one request in memory; ``flush`` writes the counts in one statement."""
+        now = clock.now()
+        ident = UUID(key_id)
+        self._usage[(ident, now.date(), route)] += 1
+        self._last_used[ident] = now
+
+    async def flush(self) -> None:
+        usage, self._usage = self._usage, Counter()
+        last_used, self._last_used = self._last_used, {}
+        if not usage:
+            return
+        try:
+            async with self.db.transaction() as conn:
+                await key_store.add_usage(conn, [(*k, n) for k, n in usage.items()])
+                await key_store.touch(conn, last_used)
+        except (psycopg.Error, ApiError):
+            # Keep the counts for the next flush rather than lose them.
+            self._usage.update(usage)
+            for ident, at in last_used.items():
+                self._last_used[ident] = max(at, self._last_used.get(ident, at))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("usage flush failed")
+
+    async def usage(self, key_id: UUID, days: int) -> Row:
+        since = (clock.now() - timedelta(days=days - 1)).date()
+        async with self.db.connection() as conn:
+            rows = await key_store.usage(conn, key_id, since)
+        by_day: Counter[Any] = Counter()
+        by_route: Counter[str] = Counter()
+        for row in rows:
+            by_day[row["day"]] += row["requests"]
+            by_route[row["route"]] += row["requests"]
+        return {
+            "key_id": key_id,
+            "since": since,
+            "total": sum(by_day.values()),
+            "by_day": [{"day": d, "requests": n} for d, n in sorted(by_day.items())],
+            "by_route": [{"route": r, "requests": n} for r, n in by_route.most_common()],
+        }
+
+    # -- managing ----------------------------------------------------------------------
+
+    async def create(self, actor: Actor, org_id: UUID, fields: Row) -> Row:
+        raw, prefix = _core.api_key_generate(fields.pop("environment"))
+        key_id = uuid.uuid4()
+        key = {
+            "id": key_id,
+            "organization_id": org_id,
+            "display_prefix": prefix,
+            "environment": raw.split("_")[1],
+            "created_by": actor.principal.account,
+            **fields,
+        }
+        async with self.db.transaction() as conn:
+            await key_store.insert(conn, key)
+            await key_store.add_secret(conn, self.hash(raw), key_id)
+            row = await key_store.get(conn, key_id)
+            assert row is not None
+            await audit.record(
+                conn, actor, org_id, "api_key.create", "api_key", key_id, None, public_key(row)
+            )
+        return {**public_key(row), "key": raw}
+
+    async def get(self, key_id: UUID) -> Row:
+        async with self.db.connection() as conn:
+            row = await key_store.get(conn, key_id)
+        if row is None:
+            raise ApiError.not_found(f"no API key with id {key_id}")
+        return public_key(row)
+
+    async def in_org(self, org_id: UUID, limit: int, offset: int) -> tuple[list[Row], int]:
+        async with self.db.connection() as conn:
+            rows, total = await key_store.in_org(conn, org_id, limit, offset)
+        return [public_key(r) for r in rows], total
+
+    async def change(self, actor: Actor, key_id: UUID, action: str, changes: Row) -> Row:
+        """Apply ``changes`` to a live key, audit them, and drop the key from every cache."""
+        async with self.db.transaction() as conn:
+            before = await key_store.get(conn, key_id, lock=True)
+            if before is None:
+                raise ApiError.not_found(f"no API key with id {key_id}")
+            if before["revoked_at"] is not None:
+                raise ApiError.conflict("this API key is revoked; create a new one")
+            after = await key_store.update(conn, key_id, changes) if changes else before
+            assert after is not None
+            hashes = await key_store.secret_hashes(conn, key_id)
+            await audit.record(
+                conn,
+                actor,
+                before["organization_id"],
+                f"api_key.{action}",
+                "api_key",
+                key_id,
+                public_key(before),
+                public_key(after),
+            )
+        await self._forget(hashes)
+        return public_key(after)
+
+    async def replace_secret(self, actor: Actor, key_id: UUID, grace_seconds: float) -> Row:
+        """A new secret for the key; the old ones live ``grace_seconds`` more (0: die now)."""
+        raw = ""
+        async with self.db.transaction() as conn:
+            key = await key_store.get(conn, key_id, lock=True)
+            if key is None:
+                raise ApiError.not_found(f"no API key with id {key_id}")
+            if key["revoked_at"] is not None:
+                raise ApiError.conflict("this API key is revoked; create a new one")
+            hashes = await key_store.secret_hashes(conn, key_id)
+            await key_store.expire_secrets(conn, key_id, grace_seconds)
+            raw, _ = _core.api_key_generate(key["environment"])
+            await key_store.add_secret(conn, self.hash(raw), key_id)
+            action = "rotate" if grace_seconds else "roll"
+            await audit.record(
+                conn,
+                actor,
+                key["organization_id"],
+                f"api_key.{action}",
+                "api_key",
+                key_id,
+                None,
+                {"grace_seconds": grace_seconds},
+            )
+        await self._forget(hashes)
+        return {
+            **public_key(key),
+            "key": raw,
+            "previous_key_valid_until": clock.now() + timedelta(seconds=grace_seconds),
+        }
+
+    async def _forget(self, hashes: list[str]) -> None:
+        for key_hash in hashes:
+            await self.bus.publish("apikey", key_hash)

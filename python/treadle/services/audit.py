@@ -1,0 +1,51 @@
+"""Writing and reading the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from treadle.services.principal import Actor
+from treadle.store import audit as audit_store
+from treadle.store.db import Conn
+
+
+async def record(
+    conn: Conn,
+    actor: Actor,
+    organization_id: UUID | None,
+    action: str,
+    target_type: str,
+    target_id: object,
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    """Call inside the transaction of the change it describes."""
+    await audit_store.record(
+        conn,
+        organization_id=organization_id,
+        actor_id=actor.principal.id,
+        principal_type=actor.principal.kind,
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        before=_plain(before),
+        after=_plain(after),
+        request_id=actor.request_id,
+        ip=actor.ip,
+        user_agent=actor.user_agent,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: ids and times become strings."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

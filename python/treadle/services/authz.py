@@ -1,0 +1,193 @@
+"""Authorization: the Rust evaluator fed with per-organization snapshots from PostgreSQL.
+
+A write that can change a decision bumps the organization's ``authz_revision`` in its own
+transaction and publishes ``authz:<org>:<revision>``; every process then refuses to decide
+on an older snapshot and reloads. ``at_least_revision`` gives a caller read-your-writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from treadle import _core
+from treadle.bus.invalidation import Invalidator
+from treadle.store import acl as acl_store
+from treadle.store import orgs as org_store
+from treadle.store import teams as team_store
+from treadle.store.db import Conn, Database
+from treadle.web.errors import ApiError
+
+_READ = ["org.read", "members.read", "teams.read", "settings.read"]
+_ADMIN = [
+    *_READ,
+    "org.update",
+    "settings.write",
+    "members.manage",
+    "teams.manage",
+    "teams.update",
+    "teams.members.manage",
+    "invitations.manage",
+    "acl.read",
+    "acl.manage",
+    "audit.read",
+    "denials.read",
+    "authz.check_others",
+    "api_keys.manage",
+]
+ORG_ROLES: dict[str, list[str]] = {
+    "viewer": _READ,
+    "member": _READ,
+    "admin": _ADMIN,
+    # "*" grants everything; the owner-only actions are named so they show in permissions.
+    "owner": ["*", "org.archive", "members.owners"],
+}
+TEAM_ROLES: dict[str, list[str]] = {
+    "viewer": ["teams.read"],
+    "member": ["teams.read"],
+    "admin": ["teams.read", "teams.update", "teams.members.manage"],
+}
+# How long a snapshot is trusted without asking PostgreSQL for the current revision,
+# should an invalidation message be lost on the way.
+REVALIDATE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a request acts: the organization, and the resource inside it."""
+
+    organization_id: UUID
+    resource_type: str
+    resource_id: str
+    team_id: UUID | None = None
+
+
+class Authorizer:
+    def __init__(self, db: Database, bus: Invalidator) -> None:
+        self.db = db
+        self.bus = bus
+        self.policy = _core.Policy(ORG_ROLES, TEAM_ROLES)
+        self.evaluator = _core.Authz(self.policy)
+        # The newest revision this process has heard of, per organization.
+        self._wanted: dict[str, int] = {}
+        self._verified: dict[str, float] = {}
+        bus.on("authz", self._heard, self._forget_all)
+
+    def _heard(self, message: str) -> None:
+        org, _, revision = message.partition(":")
+        self._wanted[org] = max(self._wanted.get(org, 0), int(revision or 0))
+        self.evaluator.drop(org)
+
+    def _forget_all(self) -> None:
+        self._wanted.clear()
+        self.evaluator = _core.Authz(self.policy)
+
+    async def changed(self, conn: Conn, org_id: UUID) -> int:
+        """Call inside the transaction of a change; then ``announce`` after commit."""
+        return await org_store.bump_revision(conn, org_id)
+
+    async def announce(self, org_id: UUID, revision: int) -> None:
+        await self.bus.publish("authz", f"{org_id}:{revision}")
+
+    async def ensure(self, org_id: UUID, at_least: int | None = None) -> int:
+        """Make sure this process decides on a snapshot at least this new; its revision."""
+        key = str(org_id)
+        wanted = max(self._wanted.get(key, 0), at_least or 0)
+        have = self.evaluator.revision(key)
+        now = time.monotonic()
+        if have is not None and have >= wanted:
+            if now - self._verified.get(key, 0.0) < REVALIDATE_SECONDS:
+                return int(have)
+            # A lost invalidation must not leave a stale snapshot for long: ask cheaply.
+            async with self.db.connection() as conn:
+                current = await org_store.revision(conn, org_id)
+            if current == have:
+                self._verified[key] = now
+                return int(have)
+        async with self.db.connection() as conn:
+            data = await org_store.snapshot(conn, org_id)
+        if data["org"] is None or data["org"]["archived_at"] is not None:
+            raise ApiError.not_found(f"no organization with id {org_id}")
+        revision = int(data["org"]["authz_revision"])
+        self.evaluator.load(
+            _core.Snapshot(key, revision, data["members"], data["team_members"], data["acl"])
+        )
+        self._verified[key] = now
+        if at_least is not None and revision < at_least:
+            raise ApiError.conflict(
+                f"revision {at_least} is not committed yet; the newest is {revision}",
+                revision=revision,
+            )
+        return revision
+
+    async def everywhere(self, user_id: UUID) -> list[dict[str, Any]]:
+        """Every action the user may take, per organization and per team, in one pass."""
+        async with self.db.connection() as conn:
+            orgs, _ = await org_store.for_user(conn, user_id, 10_000, 0)
+            teams, _ = await team_store.for_user(conn, user_id, 10_000, 0)
+        subject = f"user:{user_id}"
+        scopes = [(o["id"], "organization", o["id"], None, o["role"]) for o in orgs]
+        scopes += [(t["organization_id"], "team", t["id"], t["id"], t["role"]) for t in teams]
+        out = []
+        for org_id, kind, resource_id, team_id, role in scopes:
+            await self.ensure(org_id)
+            actions = self.evaluator.permissions(
+                str(org_id),
+                subject,
+                kind,
+                str(resource_id),
+                None if team_id is None else str(team_id),
+                None,
+            )
+            out.append(
+                {
+                    "organization_id": org_id,
+                    "resource_type": kind,
+                    "resource_id": str(resource_id),
+                    "team_id": team_id,
+                    "role": role,
+                    "actions": sorted(actions),
+                }
+            )
+        return out
+
+    def check(
+        self, scope: Scope, subject: str, action: str, scopes: list[str] | None = None
+    ) -> Any:
+        return self.evaluator.check(
+            str(scope.organization_id),
+            subject,
+            action,
+            scope.resource_type,
+            scope.resource_id,
+            None if scope.team_id is None else str(scope.team_id),
+            scopes,
+        )
+
+    async def deny(self, req: Any, route: Any, scope: Scope, decision: Any) -> None:
+        """Log a denied decision on a route, then refuse the request."""
+        principal = req.principal
+        async with self.db.transaction() as conn:
+            await acl_store.record_denial(
+                conn,
+                {
+                    "organization_id": scope.organization_id,
+                    "actor_id": principal.id,
+                    "principal_type": principal.kind,
+                    "action": route.permission,
+                    "resource": f"{scope.resource_type}:{scope.resource_id}",
+                    "reason": decision.reason,
+                    "method": route.method,
+                    "route": route.path,
+                    "request_id": req.request_id,
+                },
+            )
+        error = ApiError.forbidden(f"not allowed to {route.permission} here")
+        error.details = {
+            "action": route.permission,
+            "reason": decision.reason,
+            "decided_by": decision.decided_by,
+        }
+        raise error

@@ -1,0 +1,134 @@
+"""Rate limits: GCRA per (policy, subject), decided in Rust or in one Redis round trip.
+
+Users get ``rate_limit_user``; API keys get the policy named in their settings (looked up in
+their organization's settings) or ``rate_limit_api_key``. Responses carry the IETF
+``RateLimit`` and ``RateLimit-Policy`` fields; a refusal is 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, RedisError
+
+from treadle import _core
+from treadle.bus.invalidation import Invalidator
+from treadle.cache import MISSING, TTLCache
+from treadle.services.principal import Principal
+from treadle.settings import Settings, parse_rate
+from treadle.store import orgs as org_store
+from treadle.store.db import Database
+from treadle.web.errors import ApiError
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    limit: int
+    period: int
+
+    @property
+    def header(self) -> str:
+        return f'"{self.name}";q={self.limit};w={self.period}'
+
+
+class RateLimits:
+    def __init__(self, settings: Settings, db: Database, redis: Redis, bus: Invalidator) -> None:
+        self.db = db
+        self.redis = redis
+        self.prefix = f"{settings.redis_prefix}rl:"
+        mode = settings.rate_limit_mode
+        self.shared = mode == "redis" or (mode == "auto" and settings.workers > 1)
+        self.local = _core.RateLimiter()
+        self.user = Policy("user", *parse_rate(settings.rate_limit_user))
+        self.api_key = Policy("api_key", *parse_rate(settings.rate_limit_api_key))
+        self._sha: str | None = None
+        self._org_policies: TTLCache[str, dict[str, Policy]] = TTLCache(60.0)
+        bus.on("orgsettings", self._org_policies.drop, self._org_policies.clear)
+
+    async def check(self, principal: Principal, cost: int) -> Headers:
+        """Charge the principal's own policy and, for a key, its organization's policy
+        named ``organization`` if there is one; the headers describe the tighter."""
+        policy = await self._policy(principal)
+        headers = await self._charge(f"{principal.kind}:{principal.id}", policy, cost)
+        if principal.organization_id is not None:
+            policies = await self._policies(principal.organization_id)
+            org_policy = policies.get("organization")
+            if org_policy is not None:
+                org_headers = await self._charge(
+                    f"org:{principal.organization_id}", org_policy, cost
+                )
+                if _remaining(org_headers) < _remaining(headers):
+                    headers = org_headers
+        return headers
+
+    async def _charge(self, subject: str, policy: Policy, cost: int) -> Headers:
+        key = f"{policy.name}:{subject}"
+        if self.shared:
+            allowed, limit, remaining, reset, retry = await self._redis_check(key, policy, cost)
+        else:
+            allowed, limit, remaining, reset, retry = self.local.check(
+                key, policy.limit, policy.period, cost
+            )
+        headers = [
+            ("ratelimit-policy", policy.header),
+            ("ratelimit", f'"{policy.name}";r={remaining};t={math.ceil(reset)}'),
+        ]
+        if not allowed:
+            wait = max(1, math.ceil(retry))
+            error = ApiError.rate_limited(
+                f"rate limit {policy.name} ({limit} per {policy.period} s) reached;"
+                f" retry in {wait} s",
+                wait,
+            )
+            error.headers.extend(headers)
+            raise error
+        return headers
+
+    async def _policy(self, principal: Principal) -> Policy:
+        if principal.kind != "api_key" or principal.rate_limit_policy is None:
+            return self.api_key if principal.kind == "api_key" else self.user
+        policies = await self._policies(principal.organization_id)  # type: ignore[arg-type]
+        return policies.get(principal.rate_limit_policy, self.api_key)
+
+    async def _policies(self, org_id: UUID) -> dict[str, Policy]:
+        key = str(org_id)
+        cached = self._org_policies.get(key)
+        if cached is not MISSING:
+            return cached  # type: ignore[return-value]
+        generation = self._org_policies.generation
+        async with self.db.connection() as conn:
+            org = await org_store.get(conn, org_id)
+        found = {
+            p["name"]: Policy(p["name"], p["limit"], p["period_seconds"])
+            for p in (org or {}).get("settings", {}).get("rate_limit_policies", [])
+        }
+        self._org_policies.put(key, found, generation)
+        return found
+
+    async def _redis_check(
+        self, key: str, policy: Policy, cost: int
+    ) -> tuple[bool, int, int, float, float]:
+        args: list[Any] = [policy.limit, policy.period * 1_000_000, cost]
+        try:
+            if self._sha is None:
+                self._sha = await self.redis.script_load(_core.GCRA_LUA)
+            try:
+                result = await self.redis.evalsha(self._sha, 1, self.prefix + key, *args)
+            except NoScriptError:
+                self._sha = await self.redis.script_load(_core.GCRA_LUA)
+                result = await self.redis.evalsha(self._sha, 1, self.prefix + key, *args)
+        except (RedisError, OSError):
+            raise ApiError.unavailable("rate limiting is unavailable; retry shortly", 1) from None
+        allowed, limit, remaining, reset_us, retry_us = (int(v) for v in result)
+        return bool(allowed), limit, remaining, reset_us / 1e6, retry_us / 1e6
+
+
+def _remaining(headers: Headers) -> int:
+    return int(headers[1][1].split(";r=")[1].split(";")[0])

@@ -1,0 +1,175 @@
+"""Another organization's resource is a 404, on every organization-scoped route.
+
+Generated from the route table: a route added with a scope is covered without editing this
+file, and one whose body this file cannot fill fails loudly until a sample is added.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from tests.support.api import add_member, bearer, create_org, envelope, signup
+from tests.support.servers import Server
+from treadle.api import routes, scopes
+
+SCOPED = [r for r in routes() if r.scope is not None]
+
+
+@pytest.fixture(scope="module")
+def tenants(granian_server: Server) -> dict:
+    """Organization A (whose owner attacks) and B (whose resources are the targets)."""
+    with granian_server.client() as client:
+        attacker, victim, bystander = signup(client), signup(client), signup(client)
+        org_a = create_org(client, attacker, "A")
+        org_b = create_org(client, victim, "B")
+        add_member(client, victim, org_b["id"], bystander, "member")
+        team = envelope(
+            client.post(
+                "/v1/teams",
+                json={"organization_id": org_b["id"], "name": "B team"},
+                headers=bearer(victim),
+            )
+        )["data"]
+        entry = envelope(
+            client.post(
+                "/v1/acl",
+                json={
+                    "organization_id": org_b["id"],
+                    "resource_type": "workflow",
+                    "resource_id": "w",
+                    "action": "workflows.run",
+                    "subject": f"user:{bystander['user']['id']}",
+                    "effect": "allow",
+                },
+                headers=bearer(victim),
+            )
+        )["data"]
+        invitation = envelope(
+            client.post(
+                "/v1/invitations",
+                json={"organization_id": org_b["id"], "email": "guest@example.test"},
+                headers=bearer(victim),
+            )
+        )["data"]
+        api_key = envelope(
+            client.post(
+                "/v1/api-keys",
+                json={"organization_id": org_b["id"], "name": "B key", "scopes": ["org.read"]},
+                headers=bearer(victim),
+            )
+        )["data"]
+    return {
+        "key_b": api_key["id"],
+        "invitation_b": invitation["id"],
+        "attacker": attacker,
+        "org_a": org_a["id"],
+        "org_b": org_b["id"],
+        "team_b": team["id"],
+        "acl_b": entry["id"],
+        "user_b": bystander["user"]["id"],
+    }
+
+
+def _path(template: str, route_scope, t: dict) -> str:
+    ids = {
+        scopes.organization: t["org_b"],
+        scopes.team: t["team_b"],
+        scopes.acl_entry: t["acl_b"],
+        scopes.invitation: t["invitation_b"],
+        scopes.api_key: t["key_b"],
+    }
+    path = template.replace("{user_id}", t["user_b"])
+    if "{id}" in path:
+        path = path.replace("{id}", ids.get(route_scope, t["org_b"]))
+    assert not re.search(r"\{\w+\}", path), f"add an id for {template}"
+    return path
+
+
+def _body(route, t: dict) -> dict | None:
+    if route.body is None:
+        return None
+    org_b = t["org_b"]
+    samples = {
+        "NewTeam": {"organization_id": org_b, "name": "stolen"},
+        "TeamPatch": {"name": "stolen"},
+        "NewTeamMember": {"user_id": t["user_b"]},
+        "OrganizationPatch": {"name": "stolen"},
+        "NewMember": {"email": "someone@example.test", "role": "member"},
+        "MemberPatch": {"role": "viewer"},
+        "OrgSettings": {},
+        "Check": {"organization_id": org_b, "action": "org.read"},
+        "CheckBatch": {"organization_id": org_b, "items": [{"action": "org.read"}]},
+        "NewApiKey": {"organization_id": org_b, "name": "k", "scopes": ["org.read"]},
+        "ApiKeyPatch": {"name": "stolen"},
+        "Rotate": {},
+        "NewInvitation": {"organization_id": org_b, "email": "thief@example.test"},
+        "NewAclEntry": {
+            "organization_id": org_b,
+            "resource_type": "x",
+            "resource_id": "y",
+            "action": "z",
+            "subject": f"user:{t['user_b']}",
+            "effect": "allow",
+        },
+    }
+    name = route.body.__name__
+    assert name in samples, f"add a sample body for {name}"
+    return samples[name]
+
+
+@pytest.mark.parametrize("route", SCOPED, ids=[f"{r.method} {r.path}" for r in SCOPED])
+def test_other_tenants_resources_are_not_found(
+    route, granian_server: Server, tenants: dict
+) -> None:
+    params = {}
+    if route.scope is scopes.organization_in_query:
+        params["organization_id"] = tenants["org_b"]
+    with granian_server.client() as client:
+        response = client.request(
+            route.method,
+            _path(route.path, route.scope, tenants),
+            params=params,
+            json=_body(route, tenants),
+            headers=bearer(tenants["attacker"]),
+        )
+    assert response.status_code == 404, response.text
+    assert envelope(response)["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("route", SCOPED, ids=[f"{r.method} {r.path}" for r in SCOPED])
+def test_unknown_ids_are_the_same_404(route, granian_server: Server, tenants: dict) -> None:
+    ghost = str(uuid.uuid4())
+    fake = {
+        **tenants,
+        "org_b": ghost,
+        "team_b": ghost,
+        "acl_b": ghost,
+        "invitation_b": ghost,
+        "key_b": ghost,
+    }
+    params = {"organization_id": ghost} if route.scope is scopes.organization_in_query else {}
+    with granian_server.client() as client:
+        response = client.request(
+            route.method,
+            _path(route.path, route.scope, fake),
+            params=params,
+            json=_body(route, fake),
+            headers=bearer(tenants["attacker"]),
+        )
+    assert response.status_code == 404, response.text
+
+
+def test_every_scoped_route_is_covered() -> None:
+    assert len(SCOPED) >= 20
+    assert {r.scope for r in SCOPED} <= {
+        scopes.organization,
+        scopes.organization_in_body,
+        scopes.organization_in_query,
+        scopes.team,
+        scopes.acl_entry,
+        scopes.invitation,
+        scopes.api_key,
+    }

@@ -1,0 +1,115 @@
+"""Rate limits over HTTP: the IETF fields on every answer, 429 with Retry-After past the limit."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.support.api import bearer, create_org, envelope, error_code, signup
+from tests.support.servers import Server
+
+
+@pytest.fixture
+def client(server: Server) -> httpx.Client:
+    with server.client() as c:
+        yield c
+
+
+def test_users_see_their_policy_in_the_headers(client: httpx.Client) -> None:
+    account = signup(client)
+    first = client.get("/v1/me", headers=bearer(account))
+    second = client.get("/v1/me", headers=bearer(account))
+    assert first.headers["ratelimit-policy"] == '"user";q=1200;w=60'
+    remaining = [
+        int(re.search(r"r=(\d+)", r.headers["ratelimit"]).group(1)) for r in (first, second)
+    ]
+    assert remaining[1] == remaining[0] - 1
+
+
+def test_a_key_policy_from_organization_settings_is_enforced(client: httpx.Client) -> None:
+    owner = signup(client)
+    org = create_org(client, owner)
+    client.put(
+        f"/v1/organizations/{org['id']}/settings",
+        json={
+            "rate_limit_policies": [{"name": "tiny", "limit": 3, "period_seconds": 60}],
+        },
+        headers=bearer(owner),
+    ).raise_for_status()
+    key = envelope(
+        client.post(
+            "/v1/api-keys",
+            json={
+                "organization_id": org["id"],
+                "name": "k",
+                "scopes": ["org.read"],
+                "rate_limit_policy": "tiny",
+            },
+            headers=bearer(owner),
+        )
+    )["data"]["key"]
+    answers = [client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}) for _ in range(5)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    refused = answers[3]
+    assert error_code(refused) == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 20
+    assert refused.headers["ratelimit-policy"] == '"tiny";q=3;w=60'
+    assert re.search(r"r=0", refused.headers["ratelimit"])
+    # Another key of the same organization has its own budget.
+    other = envelope(
+        client.post(
+            "/v1/api-keys",
+            json={
+                "organization_id": org["id"],
+                "name": "k2",
+                "scopes": ["org.read"],
+            },
+            headers=bearer(owner),
+        )
+    )["data"]["key"]
+    assert client.get("/v1/me", headers={"Authorization": f"Bearer {other}"}).status_code == 200
+
+
+def test_duplicate_policy_names_are_refused(client: httpx.Client) -> None:
+    owner = signup(client)
+    org = create_org(client, owner)
+    policy = {"name": "a", "limit": 1, "period_seconds": 1}
+    response = client.put(
+        f"/v1/organizations/{org['id']}/settings",
+        json={"rate_limit_policies": [policy, policy]},
+        headers=bearer(owner),
+    )
+    assert response.status_code == 400
+
+
+def test_the_organization_policy_bounds_all_its_keys_together(client: httpx.Client) -> None:
+    owner = signup(client)
+    org = create_org(client, owner)
+    client.put(
+        f"/v1/organizations/{org['id']}/settings",
+        json={
+            "rate_limit_policies": [{"name": "organization", "limit": 4, "period_seconds": 60}],
+        },
+        headers=bearer(owner),
+    ).raise_for_status()
+    keys = [
+        envelope(
+            client.post(
+                "/v1/api-keys",
+                json={
+                    "organization_id": org["id"],
+                    "name": f"k{i}",
+                    "scopes": ["org.read"],
+                },
+                headers=bearer(owner),
+            )
+        )["data"]["key"]
+        for i in range(2)
+    ]
+    statuses = [
+        client.get("/v1/me", headers={"Authorization": f"Bearer {keys[i % 2]}"}).status_code
+        for i in range(6)
+    ]
+    assert statuses == [200, 200, 200, 200, 429, 429]
