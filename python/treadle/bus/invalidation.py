@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("treadle.bus")
 
-Listener = Callable[[str], None]
+Listener = Callable[[str], object]
 
 
 class Invalidator:
