@@ -16,6 +16,7 @@ from treadle.bus.redis import connect
 from treadle.services.accounts import Accounts
 from treadle.services.api_keys import ApiKeys
 from treadle.services.authz import Authorizer
+from treadle.services.idempotency import Idempotency
 from treadle.services.invitations import Invitations
 from treadle.services.mail import Mail
 from treadle.services.orgs import Organizations
@@ -51,6 +52,7 @@ class App:
         self.authz = Authorizer(self.db, self.bus)
         self.api_keys = ApiKeys(self.db, self.bus, self.sessions.hash_key)
         self.rate_limits = RateLimits(settings, self.db, self.redis, self.bus)
+        self.idempotency = Idempotency(settings, self.db, self.redis)
         self.sweeper = Sweeper(self.db, settings.retention_sweep_seconds)
         self.orgs = Organizations(self.db, self.authz)
         self.teams = Teams(self.db, self.authz)
@@ -160,7 +162,9 @@ def build_kernel(settings: Settings) -> Kernel:
     async def admit(req: Request, route: Route) -> list[tuple[str, str]]:
         return await app.rate_limits.check(req.principal, route.cost)
 
-    kernel = Kernel(settings, RouteTable(routes()), authenticate, app, authorize, admit)
+    kernel = Kernel(
+        settings, RouteTable(routes()), authenticate, app, authorize, admit, app.idempotency.run
+    )
     app.metrics = kernel.metrics
     app.table = kernel.table
     kernel.on_startup.append(app.start)

@@ -174,3 +174,27 @@ def test_redis_mode_admits_the_policy_across_workers_under_a_burst(
         assert abs(admitted - 100) <= 2, admitted  # within 2% of the policy
     finally:
         server.stop()
+
+
+def test_fifty_concurrent_retries_over_two_workers_create_one_thing(two_workers: Server) -> None:
+    import concurrent.futures
+    import uuid
+
+    with two_workers.client() as client:
+        owner = signup(client)
+    headers = {**bearer(owner), "Idempotency-Key": str(uuid.uuid4())}
+
+    def post(_: int) -> httpx.Response:
+        return httpx.post(f"{two_workers.url}/v1/organizations", json={"name": "Race"},
+                          headers=headers, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(post, range(50)))
+    statuses = [a.status_code for a in answers]
+    assert all(s < 500 for s in statuses), statuses
+    assert set(statuses) <= {201, 409}
+    assert statuses.count(201) >= 1
+    created = {a.json()["data"]["id"] for a in answers if a.status_code == 201}
+    assert len(created) == 1
+    orgs = httpx.get(f"{two_workers.url}/v1/organizations", headers=bearer(owner)).json()
+    assert [o["name"] for o in orgs["data"]] == ["Race"]

@@ -163,6 +163,7 @@ ROUTES = [
         status=201,
         permission="api_keys.manage",
         scope=scopes.organization_in_body,
+        idempotency="none",
     ),
     Route(
         "GET",
@@ -236,6 +237,7 @@ ROUTES = [
         response=RotatedApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        idempotency="none",
     ),
     Route(
         "POST",
@@ -246,6 +248,7 @@ ROUTES = [
         response=RotatedApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        idempotency="none",
     ),
     Route(
         "GET",

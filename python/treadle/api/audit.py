@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from treadle.api import scopes
-from treadle.api.common import page_of
+from treadle.api.common import CURSOR_PARAMS, by_id_page, cursor_of
 from treadle.store import audit as audit_store
 from treadle.web.envelope import CursorPage
 from treadle.web.errors import ApiError
@@ -47,14 +47,7 @@ def _time(req: Request, name: str) -> datetime | None:
 
 
 async def _page(req: Request, organization_id: UUID | None) -> CursorPage:
-    limit, _ = page_of(req)
-    cursor = req.query_value("cursor")
-    try:
-        before_id = int(cursor) if cursor else None
-    except ValueError:
-        raise ApiError.validation(
-            "cursor must be the next_cursor of a previous page", "query.cursor"
-        ) from None
+    limit, before_id = cursor_of(req)
     async with req.app.db.connection() as conn:
         rows = await audit_store.page(
             conn,
@@ -67,7 +60,7 @@ async def _page(req: Request, organization_id: UUID | None) -> CursorPage:
             before_id=before_id,
             limit=limit,
         )
-    return CursorPage(rows, limit, str(rows[-1]["id"]) if len(rows) == limit else None)
+    return by_id_page(rows, limit)
 
 
 async def org_logs(req: Request) -> Any:
@@ -86,8 +79,7 @@ async def all_logs(req: Request) -> Any:
 
 
 FILTERS = (
-    Param("limit", "items per page (1-200, default 50)", {"type": "integer"}),
-    Param("cursor", "next_cursor of the previous page"),
+    *CURSOR_PARAMS,
     Param("actor_id", "only this actor"),
     Param("action", "only this action, e.g. member.add"),
     Param("target_id", "only this target"),

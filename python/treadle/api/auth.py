@@ -237,5 +237,6 @@ ROUTES = [
         "auth",
         body=ChangePassword,
         response=Session,
+        idempotency="none",
     ),
 ]

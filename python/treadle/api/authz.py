@@ -10,11 +10,11 @@ from uuid import UUID
 import msgspec
 
 from treadle.api import scopes
-from treadle.api.common import PAGE_PARAMS, actor, page_of
+from treadle.api.common import CURSOR_PARAMS, PAGE_PARAMS, actor, by_id_page, cursor_of, page_of
 from treadle.services import audit
 from treadle.services.authz import Scope
 from treadle.store import acl as acl_store
-from treadle.web.envelope import CursorPage, Page
+from treadle.web.envelope import Page
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
@@ -218,18 +218,10 @@ async def delete_acl(req: Request) -> Any:
 
 
 async def denials(req: Request) -> Any:
-    limit, _ = page_of(req)
-    cursor = req.query_value("cursor")
-    try:
-        before = int(cursor) if cursor else None
-    except ValueError:
-        raise ApiError.validation(
-            "cursor must be the next_cursor of a previous page", "query.cursor"
-        ) from None
+    limit, before = cursor_of(req)
     async with req.app.db.connection() as conn:
         rows = await acl_store.denials(conn, req.scope.organization_id, before, limit)
-    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
-    return CursorPage(rows, limit, next_cursor)
+    return by_id_page(rows, limit)
 
 
 class AclEntryWithRevision(AclEntry):
@@ -307,7 +299,7 @@ ROUTES = [
         "Denied decisions on routes (admins)",
         "authz",
         response=list[Denial],
-        params=(_ORG_QUERY, PAGE_PARAMS[0], Param("cursor", "id to continue before")),
+        params=(_ORG_QUERY, *CURSOR_PARAMS),
         permission="denials.read",
         scope=scopes.organization_in_query,
     ),

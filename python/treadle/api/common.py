@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 
 from treadle.services.principal import Actor
+from treadle.web.envelope import CursorPage
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param
@@ -110,3 +111,21 @@ def page_of(req: Request) -> tuple[int, int]:
 
 
 PAGE_PARAMS = LIST_PARAMS[:2]
+CURSOR_PARAMS = (LIST_PARAMS[0], Param("cursor", "next_cursor of the previous page"))
+
+
+def cursor_of(req: Request) -> tuple[int, int | None]:
+    """limit, and the id to continue before, for lists that page by id, newest first."""
+    limit = _int(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    cursor = req.query_value("cursor")
+    if not cursor:
+        return limit, None
+    if not cursor.isdigit():
+        raise ApiError.validation(
+            "cursor must be the next_cursor of a previous page", "query.cursor"
+        )
+    return limit, int(cursor)
+
+
+def by_id_page(rows: list[dict[str, Any]], limit: int) -> CursorPage:
+    return CursorPage(rows, limit, str(rows[-1]["id"]) if len(rows) == limit else None)

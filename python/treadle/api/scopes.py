@@ -6,6 +6,8 @@ exist, or belongs to an organization the caller is not in, ends as the same 404.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 from treadle.api.common import path_id
@@ -14,8 +16,11 @@ from treadle.store import acl as acl_store
 from treadle.store import api_keys as key_store
 from treadle.store import invitations as invitation_store
 from treadle.store import teams as team_store
+from treadle.store.db import Conn
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
+
+Loader = Callable[[Conn, UUID], Awaitable[dict[str, Any] | None]]
 
 
 async def organization(req: Request) -> Scope:
@@ -41,40 +46,31 @@ async def organization_in_query(req: Request) -> Scope:
     return Scope(org_id, "organization", str(org_id))
 
 
-async def team(req: Request) -> Scope:
-    team_id = path_id(req)
+async def _owned(req: Request, load: Loader, label: str) -> tuple[UUID, UUID]:
+    """The path's id and the organization its row belongs to; 404 when there is no row."""
+    ident = path_id(req)
     async with req.app.db.connection() as conn:
-        org_id = await team_store.org_of(conn, team_id)
-    if org_id is None:
-        raise ApiError.not_found(f"no team with id {team_id}")
+        row = await load(conn, ident)
+    if row is None:
+        raise ApiError.not_found(f"no {label} with id {ident}")
+    return row["organization_id"], ident
+
+
+async def team(req: Request) -> Scope:
+    org_id, team_id = await _owned(req, team_store.get, "team")
     return Scope(org_id, "team", str(team_id), team_id)
 
 
 async def acl_entry(req: Request) -> Scope:
-    entry_id = path_id(req)
-    async with req.app.db.connection() as conn:
-        entry = await acl_store.get(conn, entry_id)
-    if entry is None:
-        raise ApiError.not_found(f"no acl entry with id {entry_id}")
-    org_id = entry["organization_id"]
+    org_id, _ = await _owned(req, acl_store.get, "acl entry")
     return Scope(org_id, "organization", str(org_id))
 
 
 async def invitation(req: Request) -> Scope:
-    invitation_id = path_id(req)
-    async with req.app.db.connection() as conn:
-        row = await invitation_store.get(conn, invitation_id)
-    if row is None:
-        raise ApiError.not_found(f"no invitation with id {invitation_id}")
-    org_id = row["organization_id"]
+    org_id, invitation_id = await _owned(req, invitation_store.get, "invitation")
     return Scope(org_id, "invitation", str(invitation_id))
 
 
 async def api_key(req: Request) -> Scope:
-    key_id = path_id(req)
-    async with req.app.db.connection() as conn:
-        row = await key_store.get(conn, key_id)
-    if row is None:
-        raise ApiError.not_found(f"no API key with id {key_id}")
-    org_id = row["organization_id"]
+    org_id, key_id = await _owned(req, key_store.get, "API key")
     return Scope(org_id, "api_key", str(key_id))

@@ -15,18 +15,19 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from treadle.background import Background
+
 log = logging.getLogger("treadle.bus")
 
 Listener = Callable[[str], object]
 
 
-class Invalidator:
+class Invalidator(Background):
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.channel = f"{prefix}invalidate"
         self._listeners: dict[str, list[Listener]] = {}
         self._clearers: list[Callable[[], None]] = []
-        self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
     def on(self, kind: str, listener: Listener, clear: Callable[[], None]) -> None:
@@ -42,21 +43,12 @@ class Invalidator:
             # The caches' own expiry bounds how long other processes can lag.
             log.warning("invalidation not published; other processes catch up on expiry")
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
     def _deliver(self, message: str) -> None:
         kind, _, ident = message.partition(":")
         for listener in self._listeners.get(kind, ()):
             listener(ident)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:

@@ -8,7 +8,6 @@ batches every second.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections import Counter
@@ -19,6 +18,7 @@ from uuid import UUID
 import psycopg
 
 from treadle import _core, clock
+from treadle.background import Background
 from treadle.bus.invalidation import Invalidator
 from treadle.services import audit
 from treadle.services.principal import Actor, Principal
@@ -61,7 +61,7 @@ def public_key(row: Row) -> Row:
     return {k: row[k] for k in fields} | {"scopes": list(row["scopes"]), "status": status}
 
 
-class ApiKeys:
+class ApiKeys(Background):
     def __init__(self, db: Database, bus: Invalidator, hash_key: bytes) -> None:
         self.db = db
         self.bus = bus
@@ -70,7 +70,6 @@ class ApiKeys:
         bus.on("apikey", self.cache.invalidate, self.cache.clear)
         self._usage: Counter[tuple[UUID, Any, str]] = Counter()
         self._last_used: dict[UUID, datetime] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def hash(self, raw: str) -> str:
         return _core.keyed_hash(self.hash_key, raw.encode())
@@ -138,17 +137,11 @@ class ApiKeys:
             for ident, at in last_used.items():
                 self._last_used[ident] = max(at, self._last_used.get(ident, at))
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._flush_forever())
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         await self.flush()
 
-    async def _flush_forever(self) -> None:
+    async def run(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             try:

@@ -28,4 +28,6 @@ async def sweep(conn: Conn) -> dict[str, int]:
             (setting, DEFAULT_DAYS[setting]),
         )
         deleted[table] = cur.rowcount
+    cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= now()")
+    deleted["idempotency_keys"] = cur.rowcount
     return deleted

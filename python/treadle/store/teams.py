@@ -30,14 +30,6 @@ async def get(conn: Conn, team_id: UUID) -> Row | None:
     return await cur.fetchone()
 
 
-async def org_of(conn: Conn, team_id: UUID) -> UUID | None:
-    cur = await conn.execute(
-        "SELECT organization_id FROM teams WHERE id = %s AND deleted_at IS NULL", (team_id,)
-    )
-    row = await cur.fetchone()
-    return None if row is None else row["organization_id"]
-
-
 async def update(
     conn: Conn, team_id: UUID, name: str | None, description: str | None
 ) -> Row | None:

@@ -23,6 +23,8 @@ log = logging.getLogger("treadle.request")
 
 Authenticator = Callable[[Request, Route], Awaitable[Any]]
 Authorizer = Callable[[Request, Route], Awaitable[None]]
+# Runs the handler at most once per Idempotency-Key (see treadle.services.idempotency).
+Idempotent = Callable[[Request, Route, Callable[[], Awaitable[Response]]], Awaitable[Response]]
 # Decides whether the caller may spend the route's cost now; returns headers to send.
 Admitter = Callable[[Request, Route], Awaitable[list[tuple[str, str]]]]
 Hook = Callable[[], Awaitable[None]]
@@ -41,12 +43,14 @@ class Kernel:
         app: Any = None,
         authorize: Authorizer | None = None,
         admit: Admitter | None = None,
+        idempotent: Idempotent | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
         self.authenticate = authenticate
         self.authorize = authorize
         self.admit = admit
+        self.idempotent = idempotent
         guarded = [r.path for r in table.routes if r.permission and r.scope is None]
         if guarded or (authorize is None and any(r.permission for r in table.routes)):
             raise ValueError(f"routes with a permission need a scope and an authorizer: {guarded}")
@@ -116,10 +120,22 @@ class Kernel:
             )
         if route.permission is not None:
             await self.authorize(req, route)  # type: ignore[misc]
+        if self.idempotent is not None and route.idempotent != "none":
+            return await self.idempotent(req, route, lambda: self._answer(req, route))
+        return await self._call(req, route)
+
+    async def _call(self, req: Request, route: Route) -> Response:
         result = await route.handler(req)
         if isinstance(result, Response):
             return result
         return Response(route.status, envelope.encode(req, route.status, result))
+
+    async def _answer(self, req: Request, route: Route) -> Response:
+        """The handler's answer, errors included, as the response to store for replays."""
+        try:
+            return await self._call(req, route)
+        except ApiError as exc:
+            return self.error_response(req, exc)
 
     def error_response(self, req: Request, exc: ApiError) -> Response:
         if not req.request_id:

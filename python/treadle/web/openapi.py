@@ -131,12 +131,12 @@ def _operation(route: Route, resolved: dict[Any, dict[str, Any]]) -> dict[str, A
         }
         for p in route.params
     ]
-    if route.idempotency != "none":
+    if route.idempotent != "none":
         parameters.append(
             {
                 "name": "Idempotency-Key",
                 "in": "header",
-                "required": route.idempotency == "required",
+                "required": route.idempotent == "required",
                 "schema": {"type": "string", "maxLength": 255},
             }
         )

@@ -18,8 +18,10 @@ ScopeResolver = Callable[["Request"], Awaitable[Any]]
 # none: public; user: a signed-in account; any: an account or an API key;
 # admin: a platform admin.
 Auth = Literal["none", "user", "any", "admin"]
-# Whether the route takes an Idempotency-Key; enforcement arrives with the idempotency layer.
-Idempotency = Literal["none", "optional", "required"]
+# Whether the route takes an Idempotency-Key. "auto": optional on an authenticated
+# POST, PUT, PATCH or DELETE; routes that answer with a secret opt out with "none".
+Idempotency = Literal["auto", "none", "optional", "required"]
+MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ class Route:
     response: Any = None
     status: int = 200
     params: tuple[Param, ...] = ()
-    idempotency: Idempotency = "none"
+    idempotency: Idempotency = "auto"
     # The action the caller must be allowed, checked by the kernel in the resolved scope.
     permission: str | None = None
     scope: ScopeResolver | None = None
@@ -53,6 +55,13 @@ class Route:
     # A raw route answers with its own Response (HTML, text), outside the envelope.
     raw: bool = False
     content_type: str = "application/json"
+
+    @property
+    def idempotent(self) -> Idempotency:
+        """The policy in force: ``none``, ``optional`` or ``required``."""
+        if self.idempotency != "auto":
+            return self.idempotency
+        return "optional" if self.method in MUTATING and self.auth != "none" else "none"
 
 
 class RouteTable:

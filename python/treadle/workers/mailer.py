@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 import psycopg
 
+from treadle.background import Background
 from treadle.settings import Settings
 from treadle.store import outbox
 from treadle.store.db import Database
@@ -28,27 +29,17 @@ POLL_SECONDS = 1.0
 MAX_BACKOFF = 3600.0
 
 
-class Mailer:
+class Mailer(Background):
     def __init__(self, settings: Settings, db: Database) -> None:
         self.db = db
         self.sender = settings.mail_from
         self.smtp = _smtp_options(settings.smtp_url) if settings.smtp_url else None
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             try:
                 sent = await self.send_due()
