@@ -300,3 +300,178 @@ GCRA_LUA: str
 microseconds (omit it to use the server's ``TIME``). Returns ``[allowed (0/1), limit,
 remaining, reset_after_us, retry_after_us]`` as integers, equal to what ``RateLimiter``
 computes for the same inputs (divide the microseconds by 1e6)."""
+
+# --- idempotency fingerprint, live-event fan-out -----------------------------------------
+
+from collections.abc import Callable  # noqa: E402
+from types import TracebackType  # noqa: E402
+
+__all__ += [
+    "FanoutError",
+    "Hub",
+    "Subscription",
+    "canonical_json",
+    "fingerprint",
+]
+
+def fingerprint(method: str, path: str, body: bytes, content_type: str | None = None) -> str:
+    """SHA-256 fingerprint of a request (64 lowercase hex chars) for ``Idempotency-Key``
+    checks: method and path exactly as given, the media type, and the body.
+
+    The media type is ``content_type`` before any ``;``, trimmed and ASCII-lowercased;
+    absent or empty means ``application/json``. A JSON body (``application/json`` or
+    ``application/<x>+json``) is hashed in its canonical form (``canonical_json``), so
+    key order, whitespace and escapes do not count but every value does; ``1`` and
+    ``1.0`` differ. Any other body, or one ``canonical_json`` refuses, is hashed as it
+    came (raw and canonical bodies never collide). Bodies over 64 KiB release the GIL."""
+
+def canonical_json(body: bytes) -> bytes | None:
+    """The canonical form of a JSON body: byte for byte ``json.dumps(json.loads(body),
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()``. Keys sorted
+    by code point (the last of duplicate keys wins); integers keep their digits (``-0``
+    is ``0``); floats as ``repr(float)`` writes them (``1.0``, ``1e+16``, ``1e-05``).
+
+    ``None`` when ``body`` is empty, not UTF-8 (a BOM included), malformed, uses
+    ``NaN``/``Infinity``, has a float beyond a double, an integer over 4,300 digits, an
+    unpaired surrogate escape or containers nested deeper than 128."""
+
+class FanoutError(CoreError):
+    """An event id is not a Redis stream id (``<ms>-<seq>``), a topic pattern is not a
+    topic, a ``prefix.*`` or ``*``, a topic list is empty, or a hub queue size is 0."""
+
+@final
+class Subscription:
+    """One subscriber of a ``Hub``: a bounded queue of ``(event_id, payload)`` pairs for
+    the events of one organization that pass its filters. Made by ``Hub.subscribe``.
+
+    Waiting without polling: install a waker with ``set_waker``. The hub calls it, with
+    no arguments, each time the queue goes from empty to non-empty, so after a wake
+    drain until the queue is empty before waiting again. In asyncio::
+
+        ready = asyncio.Event()
+        sub.set_waker(lambda: loop.call_soon_threadsafe(ready.set))
+        while not sub.overflowed:
+            ready.clear()
+            if not (items := sub.drain()):
+                await ready.wait()
+            ...  # send items
+
+    Overflow: when the queue is full at a publish, the subscription is marked
+    ``overflowed`` and dropped from the hub: what is queued can still be drained, then
+    nothing more comes. Send a final error event; the client resumes with the last id
+    it got.
+
+    ``close()`` (or leaving a ``with`` block; garbage collection also does it) removes
+    the subscription from the hub, drops what is queued and releases the waker, which
+    breaks any reference cycle through it."""
+
+    def drain(self, max: int = 256) -> list[tuple[str, bytes]]:
+        """Up to ``max`` queued ``(event_id, payload)`` pairs, oldest first, without
+        blocking: first the events replayed at subscription, then live ones."""
+    def set_waker(self, waker: Callable[[], object] | None) -> None:
+        """Install the callable the hub calls when the queue goes from empty to non-empty
+        (``None`` removes it). If events are already waiting it is called at once, here.
+        Raises ``TypeError`` when ``waker`` is not callable."""
+    def close(self) -> None:
+        """Stop: the hub forgets the subscription, queued events are dropped, the waker is
+        released. Closing twice does nothing."""
+    @property
+    def overflowed(self) -> bool:
+        """Whether the queue filled up; what was queued can still be drained."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called."""
+    @property
+    def gap(self) -> bool:
+        """Whether history after ``after_id`` was lost before the subscription was made
+        (always ``False`` without ``after_id``)."""
+    @property
+    def org_id(self) -> str:
+        """The organization subscribed to."""
+    def __len__(self) -> int: ...
+    def __enter__(self) -> Subscription: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+@final
+class Hub:
+    """The live-event hub of one server process: per organization, a replay ring of the
+    newest ``ring_size`` events (0 keeps none) and the subscribers, each with filters and
+    a queue of at most ``queue_size`` live events.
+
+    Event ids are Redis stream ids, ``<ms>-<seq>``, compared as numbers (``9-0`` comes
+    before ``10-0``). ``horizon`` is the id after which the hub sees every event: the
+    stream position its feed starts after (``"0-0"``: the whole stream). Organizations
+    never see each other's events.
+
+    Filters: ``topics`` is ``None`` for every topic, or patterns of which one must match:
+    a topic (exact), a prefix ending in ``.*`` (``"job.*"`` matches ``"job.created"`` and
+    ``"job.step.done"``, not ``"job"``) or ``"*"``. ``job_id`` / ``run_id``, when given,
+    must equal the event's (an event without one never matches). Raises ``FanoutError``
+    for a malformed pattern, an empty ``topics`` list or a malformed id.
+
+    Threading: every method is thread-safe and never blocks on a slow subscriber (one
+    lock per organization, one per subscriber queue). Wakers run inside ``publish``, on
+    the publishing thread, with the GIL held and no hub lock held, so they may call the
+    hub; they must be quick and must not block: hand off with
+    ``loop.call_soon_threadsafe``. An exception in a waker goes to
+    ``sys.unraisablehook`` and the publish goes on.
+    """
+
+    def __new__(
+        cls, ring_size: int = 10_000, queue_size: int = 1_000, horizon: str = "0-0"
+    ) -> Hub: ...
+    def publish(
+        self,
+        event_id: str,
+        org_id: str,
+        topic: str,
+        payload: bytes,
+        job_id: str | None = None,
+        run_id: str | None = None,
+    ) -> int:
+        """Append the event to ``org_id``'s ring (dropping the oldest) and queue
+        ``(event_id, payload)`` for each matching subscriber; return how many it was
+        queued for. A subscriber whose queue is full is marked overflowed instead. Calls
+        the wakers of subscribers whose queue was empty.
+
+        An organization's events must come in increasing id order: an event whose id is
+        not above the last one published for its organization is ignored and returns 0
+        (a redelivery; counted in ``stats()["stale"]``)."""
+    def subscribe(
+        self,
+        org_id: str,
+        topics: Sequence[str] | None = None,
+        job_id: str | None = None,
+        run_id: str | None = None,
+        after_id: str | None = None,
+    ) -> Subscription:
+        """Subscribe to ``org_id``'s events that pass the filters.
+
+        With ``after_id`` (a client's ``Last-Event-ID``) the subscription resumes: the
+        ring's matching events after it are queued first (bounded by the ring, not by
+        ``queue_size``) and ``gap`` says whether history after it was lost. Replay and
+        registration happen under one lock, so no event is missed or repeated between
+        the replayed and the live ones."""
+    def replay(
+        self,
+        org_id: str,
+        after_id: str,
+        topics: Sequence[str] | None = None,
+        job_id: str | None = None,
+        run_id: str | None = None,
+    ) -> tuple[list[tuple[str, bytes]], bool]:
+        """``(events, gap)``: the ring's ``(event_id, payload)`` pairs of ``org_id`` after
+        ``after_id`` that pass the filters, oldest first, and ``gap``: ``True`` when
+        events after ``after_id`` may be missing, because the ring trimmed them or they
+        came before ``horizon`` (also when the lost events would not have matched)."""
+    def stats(self) -> dict[str, int]:
+        """Counts: ``orgs``, ``subscribers`` (live), ``ring_events`` (held in all rings),
+        ``published`` (accepted events), ``queued`` (deliveries), ``overflowed``
+        (subscriptions), ``stale`` (ignored redeliveries)."""
+    def __len__(self) -> int:
+        """The number of live subscriptions (not closed, not overflowed)."""

@@ -50,6 +50,8 @@ class Idempotency:
         self, req: Request, route: Route, respond: Callable[[], Awaitable[Response]]
     ) -> Response:
         key = req.headers.get("idempotency-key")
+        if key is None and req.headers.has("idempotency-key"):
+            key = ""  # present but not readable as text: refused below, never ignored
         if key is None:
             if route.idempotent == "required":
                 raise ApiError(

@@ -61,7 +61,7 @@ class GranianApp:
             scope.method,
             scope.path,
             scope.query_string,
-            Headers(scope.headers.get),
+            Headers(scope.headers.get, scope.headers.__contains__),
             _reader(scope, proto),
             scope.client,
         )

@@ -15,14 +15,25 @@ BodyReader = Callable[[int], Awaitable[bytes]]
 class Headers:
     """Read-only header access by lower-case name, over whatever the server hands us."""
 
-    __slots__ = ("_get",)
+    __slots__ = ("_get", "_has")
 
-    def __init__(self, getter: Callable[[str], str | None]) -> None:
+    def __init__(
+        self,
+        getter: Callable[[str], str | None],
+        contains: Callable[[str], bool] | None = None,
+    ) -> None:
         self._get = getter
+        self._has = contains
 
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self._get(name)
         return default if value is None else value
+
+    def has(self, name: str) -> bool:
+        """Present at all: a server may hide a value that is not visible ASCII from ``get``."""
+        if self._has is not None:
+            return self._has(name)
+        return self._get(name) is not None
 
 
 class Request:
