@@ -259,3 +259,49 @@ def test_expired_access_token_is_refused(server: Server) -> None:
         wrong_key = client.get("/v1/me", headers={"Authorization": f"Bearer {forged}"})
     assert too_old.status_code == wrong_key.status_code == 401
     assert "expired" in envelope(too_old)["error"]["message"]
+
+
+def test_account_changes_are_in_the_platform_audit_log(client: httpx.Client, admin: dict) -> None:
+    account = signup(client)
+    user_id = account["user"]["id"]
+    login(client, account["user"]["email"]).raise_for_status()
+    client.post("/v1/auth/logout-all", headers=bearer(account)).raise_for_status()
+    client.post(f"/v1/admin/users/{user_id}/verify", headers=bearer(admin)).raise_for_status()
+    rows = envelope(
+        client.get("/v1/audit-logs", params={"target_id": user_id}, headers=bearer(admin))
+    )["data"]
+    actions = [r["action"] for r in rows]
+    assert actions == ["user.verify", "user.logout_all", "user.signup"]
+    verify, logout_all, created = rows
+    assert (created["actor_id"], created["principal_type"]) == (user_id, "user")
+    assert created["after"]["email"] == account["user"]["email"]
+    assert "password" not in str(created)
+    assert verify["actor_id"] == admin["user"]["id"]
+    assert (verify["before"]["email_verified"], verify["after"]["email_verified"]) == (False, True)
+    logins = envelope(
+        client.get(
+            "/v1/audit-logs",
+            params={"action": "user.login", "actor_id": user_id},
+            headers=bearer(admin),
+        )
+    )["data"]
+    assert len(logins) == 1
+
+
+def test_refresh_tokens_are_stored_only_as_keyed_hashes(
+    client: httpx.Client, server: Server
+) -> None:
+    import psycopg
+
+    account = signup(client)
+    with psycopg.connect(server.env["TREADLE_DATABASE_URL"]) as conn:
+        hashes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT token_hash FROM refresh_tokens WHERE session_id = %s",
+                (account["session_id"],),
+            )
+        ]
+    assert len(hashes) == 1
+    assert account["refresh_token"] not in hashes[0]
+    assert len(hashes[0]) == 64

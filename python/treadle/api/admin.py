@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from treadle.api.auth import Revoked, User
-from treadle.api.common import LIST_PARAMS, list_query, path_id
+from treadle.api.common import LIST_PARAMS, actor, list_query, path_id
 from treadle.store.users import SORTABLE
 from treadle.web.envelope import Page
 from treadle.web.request import Request
@@ -39,21 +39,22 @@ async def get_user(req: Request) -> Any:
 
 
 async def delete_user(req: Request) -> Any:
-    return await req.app.accounts.admin_delete(path_id(req))
+    return await req.app.accounts.admin_delete(actor(req), path_id(req))
 
 
 async def unlock_user(req: Request) -> Any:
-    return await req.app.accounts.admin_unlock(path_id(req))
+    return await req.app.accounts.admin_unlock(actor(req), path_id(req))
 
 
 async def verify_user(req: Request) -> Any:
-    return await req.app.accounts.admin_verify(path_id(req))
+    return await req.app.accounts.admin_verify(actor(req), path_id(req))
 
 
 async def logout_all_user(req: Request) -> Any:
     user_id = path_id(req)
     await req.app.accounts.admin_get(user_id)
-    return {"revoked_sessions": await req.app.accounts.logout_all(user_id, "admin_logout_all")}
+    revoked = await req.app.accounts.logout_all(actor(req), user_id, "admin_logout_all")
+    return {"revoked_sessions": revoked}
 
 
 _LIST_PARAMS = (

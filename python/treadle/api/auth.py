@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from treadle.api.common import Email, Password, Token, client, normalize_email
+from treadle.api.common import Email, Password, Token, actor, normalize_email
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
@@ -91,25 +91,24 @@ def _name(body: Signup) -> str:
 
 async def signup(req: Request) -> Any:
     body: Signup = req.data
-    ua, ip = client(req)
     return await req.app.accounts.signup(
-        normalize_email(body.email), body.password, _name(body), ua, ip
+        actor(req), normalize_email(body.email), body.password, _name(body)
     )
 
 
 async def login(req: Request) -> Any:
     body: Login = req.data
-    ua, ip = client(req)
-    return await req.app.accounts.login(normalize_email(body.email), body.password, ua, ip)
+    return await req.app.accounts.login(actor(req), normalize_email(body.email), body.password)
 
 
 async def logout(req: Request) -> Any:
-    await req.app.accounts.logout(req.principal)
+    await req.app.accounts.logout(actor(req))
     return {"revoked_sessions": 1}
 
 
 async def logout_all(req: Request) -> Any:
-    return {"revoked_sessions": await req.app.accounts.logout_all(req.principal.account)}
+    revoked = await req.app.accounts.logout_all(actor(req), req.principal.account)
+    return {"revoked_sessions": revoked}
 
 
 async def refresh(req: Request) -> Any:
@@ -121,7 +120,7 @@ async def verify(req: Request) -> Any:
     token = req.query_value("token")
     if not token:
         raise ApiError.validation("token query parameter is required", "query.token")
-    return await req.app.accounts.verify_email(token)
+    return await req.app.accounts.verify_email(actor(req), token)
 
 
 _ACCEPTED = "if an account with that email exists, a mail is on its way"
@@ -141,15 +140,14 @@ async def forgot_password(req: Request) -> Any:
 
 async def reset_password(req: Request) -> Any:
     body: ResetPassword = req.data
-    await req.app.accounts.reset_password(body.token, body.new_password)
+    await req.app.accounts.reset_password(actor(req), body.token, body.new_password)
     return {"accepted": True, "message": "password changed; every session was signed out"}
 
 
 async def change_password(req: Request) -> Any:
     body: ChangePassword = req.data
-    ua, ip = client(req)
     return await req.app.accounts.change_password(
-        req.principal, body.current_password, body.new_password, ua, ip
+        actor(req), body.current_password, body.new_password
     )
 
 

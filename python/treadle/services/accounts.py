@@ -13,9 +13,10 @@ from redis.exceptions import RedisError
 
 from treadle import clock
 from treadle._core import keyed_hash, random_token
+from treadle.services import audit
 from treadle.services.mail import Mail
 from treadle.services.passwords import Passwords, check_new
-from treadle.services.principal import Principal
+from treadle.services.principal import Actor
 from treadle.services.sessions import Sessions
 from treadle.settings import Settings
 from treadle.store import sessions as session_store
@@ -75,14 +76,25 @@ class Accounts:
 
     # -- signup and sign-in ---------------------------------------------------------------
 
-    async def signup(self, email: str, password: str, name: str, ua: str, ip: str) -> Row:
+    async def signup(self, actor: Actor, email: str, password: str, name: str) -> Row:
         check_new(password, email)
         password_hash = await self.passwords.hash(password)
         try:
             async with self.db.transaction() as conn:
                 user = await user_store.insert(conn, uuid.uuid4(), email, name, password_hash)
                 await self._send_verification(conn, user)
-                tokens = await self.sessions.issue(conn, user, ua, ip)
+                tokens = await self.sessions.issue(conn, user, actor.user_agent, actor.ip)
+                await audit.record(
+                    conn,
+                    actor,
+                    None,
+                    "user.signup",
+                    "user",
+                    user["id"],
+                    None,
+                    public_user(user),
+                    as_user=user["id"],
+                )
         except psycopg.errors.UniqueViolation:
             raise ApiError.conflict(
                 "an account with this email already exists; sign in or reset the password",
@@ -91,7 +103,7 @@ class Accounts:
         self.wake_mailer()
         return {"user": public_user(user), **tokens}
 
-    async def login(self, email: str, password: str, ua: str, ip: str) -> Row:
+    async def login(self, actor: Actor, email: str, password: str) -> Row:
         async with self.db.connection() as conn:
             user = await user_store.credentials_by_email(conn, email)
         if user is None:
@@ -117,7 +129,10 @@ class Accounts:
         async with self.db.transaction() as conn:
             if user["failed_logins"]:
                 await user_store.clear_failures(conn, user["id"])
-            tokens = await self.sessions.issue(conn, user, ua, ip)
+            tokens = await self.sessions.issue(conn, user, actor.user_agent, actor.ip)
+            await audit.record(
+                conn, actor, None, "user.login", "session", tokens["session_id"], as_user=user["id"]
+            )
         return {"user": public_user(user), **tokens}
 
     async def _check_unknown_lock(self, email: str) -> None:
@@ -146,14 +161,28 @@ class Accounts:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def logout(self, principal: Principal) -> None:
-        if principal.session_id is None:
+    async def logout(self, actor: Actor) -> None:
+        session_id = actor.signed_in.session_id
+        if session_id is None:
             raise ApiError.forbidden("only a signed-in session can sign out")
-        await self.sessions.revoke(principal.session_id, "logout")
+        async with self.db.transaction() as conn:
+            await session_store.revoke(conn, session_id, "logout")
+            await audit.record(conn, actor, None, "session.revoke", "session", session_id)
+        await self.sessions.announce([session_id])
 
-    async def logout_all(self, user_id: UUID, reason: str = "logout_all") -> int:
+    async def logout_all(self, actor: Actor, user_id: UUID, reason: str = "logout_all") -> int:
         async with self.db.transaction() as conn:
             revoked = await self.sessions.revoke_all(conn, user_id, reason)
+            await audit.record(
+                conn,
+                actor,
+                None,
+                f"user.{reason}",
+                "user",
+                user_id,
+                None,
+                {"revoked_sessions": len(revoked)},
+            )
         await self.sessions.announce(revoked)
         return len(revoked)
 
@@ -168,12 +197,16 @@ class Accounts:
         )
         await self.mail.verification(conn, user["email"], token)
 
-    async def verify_email(self, token: str) -> Row:
+    async def verify_email(self, actor: Actor, token: str) -> Row:
         async with self.db.transaction() as conn:
             user_id = await session_store.spend_user_token(
                 conn, self.sessions.hash_token(token), "verify_email"
             )
             user = None if user_id is None else await user_store.mark_verified(conn, user_id)
+            if user is not None:
+                await audit.record(
+                    conn, actor, None, "user.email.verify", "user", user["id"], as_user=user["id"]
+                )
         if user is None:
             raise ApiError.bad_request(
                 "verification token is not valid, was already used, or has expired;"
@@ -211,7 +244,7 @@ class Accounts:
             await self.mail.password_reset(conn, user["email"], token)
         self.wake_mailer()
 
-    async def reset_password(self, token: str, new_password: str) -> None:
+    async def reset_password(self, actor: Actor, token: str, new_password: str) -> None:
         password_hash = None
         async with self.db.transaction() as conn:
             user_id = await session_store.spend_user_token(
@@ -228,24 +261,45 @@ class Accounts:
             password_hash = await self.passwords.hash(new_password)
             await user_store.set_password(conn, user["id"], password_hash)
             revoked = await self.sessions.revoke_all(conn, user["id"], "password_reset")
+            await audit.record(
+                conn,
+                actor,
+                None,
+                "user.password.reset",
+                "user",
+                user["id"],
+                None,
+                {"revoked_sessions": len(revoked)},
+                as_user=user["id"],
+            )
         await self.sessions.announce(revoked, user["id"])
 
-    async def change_password(
-        self, principal: Principal, current: str, new: str, ua: str, ip: str
-    ) -> Row:
+    async def change_password(self, actor: Actor, current: str, new: str) -> Row:
+        principal = actor.signed_in
+        user_id = principal.account
         check_new(new, principal.email, "new_password")
         async with self.db.connection() as conn:
-            stored = await user_store.password_hash(conn, principal.account)
+            stored = await user_store.password_hash(conn, user_id)
         if not await self.passwords.verify(stored, current):
             raise ApiError.forbidden("current_password is wrong")
         password_hash = await self.passwords.hash(new)
         async with self.db.transaction() as conn:
-            await user_store.set_password(conn, principal.account, password_hash)
-            revoked = await self.sessions.revoke_all(conn, principal.account, "password_change")
-            user = await user_store.by_id(conn, principal.account)
+            await user_store.set_password(conn, user_id, password_hash)
+            revoked = await self.sessions.revoke_all(conn, user_id, "password_change")
+            user = await user_store.by_id(conn, user_id)
             assert user is not None
-            tokens = await self.sessions.issue(conn, user, ua, ip)
-        await self.sessions.announce(revoked, principal.account)
+            tokens = await self.sessions.issue(conn, user, actor.user_agent, actor.ip)
+            await audit.record(
+                conn,
+                actor,
+                None,
+                "user.password.change",
+                "user",
+                user_id,
+                None,
+                {"revoked_sessions": len(revoked)},
+            )
+        await self.sessions.announce(revoked, user_id)
         return {"user": public_user(user), **tokens}
 
     async def _mail_allowed(self, kind: str, email: str) -> bool:
@@ -270,29 +324,42 @@ class Accounts:
             rows, total = await user_store.page(conn, **query)
         return [admin_user(r) for r in rows], total
 
-    async def admin_delete(self, user_id: UUID) -> Row:
+    async def admin_delete(self, actor: Actor, user_id: UUID) -> Row:
         async with self.db.transaction() as conn:
             row = await user_store.soft_delete(conn, user_id)
             if row is None:
                 raise ApiError.not_found("no such user")
             revoked = await self.sessions.revoke_all(conn, user_id, "account_deleted")
+            await audit.record(
+                conn,
+                actor,
+                None,
+                "user.delete",
+                "user",
+                user_id,
+                None,
+                {"revoked_sessions": len(revoked)},
+            )
         await self.sessions.announce(revoked, user_id)
         return admin_user(row)
 
-    async def admin_unlock(self, user_id: UUID) -> Row:
-        async with self.db.transaction() as conn:
-            await user_store.clear_failures(conn, user_id)
-            row = await user_store.by_id(conn, user_id)
-        if row is None:
-            raise ApiError.not_found("no such user")
-        await self.sessions.announce([], user_id)
-        return admin_user(row)
+    async def admin_unlock(self, actor: Actor, user_id: UUID) -> Row:
+        return await self._admin_change(actor, user_id, "user.unlock", user_store.clear_failures)
 
-    async def admin_verify(self, user_id: UUID) -> Row:
+    async def admin_verify(self, actor: Actor, user_id: UUID) -> Row:
+        return await self._admin_change(actor, user_id, "user.verify", user_store.mark_verified)
+
+    async def _admin_change(self, actor: Actor, user_id: UUID, action: str, change: Any) -> Row:
         async with self.db.transaction() as conn:
-            row = await user_store.mark_verified(conn, user_id)
-        if row is None:
-            raise ApiError.not_found("no such user")
+            before = await user_store.by_id(conn, user_id)
+            if before is None:
+                raise ApiError.not_found("no such user")
+            await change(conn, user_id)
+            row = await user_store.by_id(conn, user_id)
+            assert row is not None
+            await audit.record(
+                conn, actor, None, action, "user", user_id, admin_user(before), admin_user(row)
+            )
         await self.sessions.announce([], user_id)
         return admin_user(row)
 

@@ -176,7 +176,7 @@ class ApiKeys(Background):
             "organization_id": org_id,
             "display_prefix": prefix,
             "environment": raw.split("_")[1],
-            "created_by": actor.principal.account,
+            "created_by": actor.signed_in.account,
             **fields,
         }
         async with self.db.transaction() as conn:

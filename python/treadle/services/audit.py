@@ -20,13 +20,23 @@ async def record(
     target_id: object,
     before: Any = None,
     after: Any = None,
+    *,
+    as_user: object = None,
 ) -> None:
-    """Call inside the transaction of the change it describes."""
+    """Call inside the transaction of the change it describes. ``as_user`` names the
+    account acting when no one is signed in yet (signup, sign-in, password reset)."""
+    principal = actor.principal
+    if principal is not None:
+        actor_id, principal_type = principal.id, principal.kind
+    elif as_user is not None:
+        actor_id, principal_type = str(as_user), "user"
+    else:
+        actor_id, principal_type = None, "anonymous"
     await audit_store.record(
         conn,
         organization_id=organization_id,
-        actor_id=actor.principal.id,
-        principal_type=actor.principal.kind,
+        actor_id=actor_id,
+        principal_type=principal_type,
         action=action,
         target_type=target_type,
         target_id=str(target_id),

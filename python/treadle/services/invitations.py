@@ -78,7 +78,7 @@ class Invitations:
                     email,
                     role,
                     self.sessions.hash_token(token),
-                    actor.principal.account,
+                    actor.signed_in.account,
                     expires,
                 )
                 await self.mail.invitation(
@@ -115,7 +115,7 @@ class Invitations:
         return [public_invitation(r) for r in rows], total
 
     async def accept(self, actor: Actor, invitation_id: UUID, token: str) -> Row:
-        principal = actor.principal
+        principal = actor.signed_in
         async with self.db.transaction() as conn:
             row = await invitation_store.get(conn, invitation_id, lock=True)
             # A wrong token looks like no invitation at all.

@@ -54,8 +54,8 @@ class Organizations:
         chosen = slug or f"{slugify(name)}-{org_id.hex[:6]}"
         try:
             async with self.db.transaction() as conn:
-                org = await org_store.insert(conn, org_id, name, chosen, actor.principal.account)
-                await org_store.add_member(conn, org_id, actor.principal.account, "owner")
+                org = await org_store.insert(conn, org_id, name, chosen, actor.signed_in.account)
+                await org_store.add_member(conn, org_id, actor.signed_in.account, "owner")
                 await audit.record(
                     conn,
                     actor,
@@ -209,7 +209,7 @@ class Organizations:
             current = await org_store.member(conn, org_id, user_id)
             if current is None:
                 raise ApiError.not_found(f"no member with user_id {user_id}")
-            if user_id != actor.principal.account:
+            if user_id != actor.signed_in.account:
                 await self._may_grant(actor, org_id, current["role"])
             await org_store.get(conn, org_id, lock=True)
             if current["role"] == "owner":
@@ -243,5 +243,5 @@ class Organizations:
             return
         await self.authz.ensure(org_id)
         scope = Scope(org_id, "organization", str(org_id))
-        if not self.authz.check(scope, actor.principal.subject, "members.owners").allowed:
+        if not self.authz.check(scope, actor.signed_in.subject, "members.owners").allowed:
             raise ApiError.forbidden("only an owner can grant or change the owner role")

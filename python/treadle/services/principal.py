@@ -40,7 +40,14 @@ class Principal:
 class Actor:
     """Who did something, and through which request: what an audit row records."""
 
-    principal: Principal
+    principal: Principal | None  # None before anyone has signed in (signup, reset, …)
     request_id: str
     ip: str
     user_agent: str
+
+    @property
+    def signed_in(self) -> Principal:
+        """The principal, on routes that admit only authenticated callers."""
+        if self.principal is None:
+            raise ApiError.unauthenticated()
+        return self.principal
