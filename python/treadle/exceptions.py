@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from treadle._core import CoreError, RouteError, TokenError
+from treadle._core import AuthzError, CoreError, FanoutError, RouteError, TokenError
 
-__all__ = ["CoreError", "RouteError", "TokenError"]
+__all__ = ["AuthzError", "CoreError", "FanoutError", "RouteError", "TokenError"]

@@ -272,7 +272,7 @@ def test_account_changes_are_in_the_platform_audit_log(client: httpx.Client, adm
     )["data"]
     actions = [r["action"] for r in rows]
     assert actions == ["user.verify", "user.logout_all", "user.signup"]
-    verify, logout_all, created = rows
+    verify, _, created = rows
     assert (created["actor_id"], created["principal_type"]) == (user_id, "user")
     assert created["after"]["email"] == account["user"]["email"]
     assert "password" not in str(created)

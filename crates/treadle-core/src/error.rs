@@ -286,3 +286,45 @@ impl fmt::Display for RateLimitError {
 }
 
 impl std::error::Error for RateLimitError {}
+
+/// A fan-out hub, filter or event id was given something malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FanoutError {
+    /// An event id is not a Redis stream id: two unsigned 64-bit decimal numbers joined
+    /// by `-`, such as `1700000000000-0`.
+    InvalidEventId {
+        /// The id as given.
+        id: String,
+    },
+    /// A topic pattern is empty, or has a `*` other than a whole `*` or a trailing `.*`.
+    InvalidTopic {
+        /// The pattern as given.
+        pattern: String,
+    },
+    /// A filter was given an empty list of topics, which would match nothing.
+    NoTopics,
+    /// A hub was asked for subscriber queues of size 0.
+    ZeroQueueSize,
+}
+
+impl fmt::Display for FanoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidEventId { id } => write!(
+                f,
+                "invalid event id {id:?}: use a stream id such as 1700000000000-0"
+            ),
+            Self::InvalidTopic { pattern } => write!(
+                f,
+                "invalid topic pattern {pattern:?}: use a topic, a prefix ending in .* or *"
+            ),
+            Self::NoTopics => {
+                f.write_str("topics must name at least one topic: pass none for every topic")
+            }
+            Self::ZeroQueueSize => f.write_str("subscriber queue size must be at least 1"),
+        }
+    }
+}
+
+impl std::error::Error for FanoutError {}

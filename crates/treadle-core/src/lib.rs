@@ -1,5 +1,6 @@
 //! treadle's hot paths in plain Rust: authorization, API keys, rate limiting, route
-//! matching, HS256 JWTs, keyed hashing and random tokens, with no Python in sight.
+//! matching, HS256 JWTs, keyed hashing and random tokens, idempotency fingerprints and
+//! live-event fan-out, with no Python in sight.
 //!
 //! The `treadle-py` crate wraps these functions for Python as `treadle._core`; this
 //! crate never depends on PyO3.
@@ -59,16 +60,31 @@
 //!   ([`LocalLimiter`](ratelimit::LocalLimiter)) or as a Redis script
 //!   ([`GCRA_LUA`](ratelimit::GCRA_LUA)) that computes the same numbers.
 //!
+//! # Idempotency and fan-out
+//!
+//! - [`idempotency::fingerprint`]: SHA-256 over method, path, media type and body, a
+//!   JSON body in a canonical form (sorted keys, no whitespace, normalised escapes and
+//!   floats) byte-identical to Python's `json.dumps(..., sort_keys=True,
+//!   separators=(",", ":"), ensure_ascii=False)`. `1` and `1.0` stay different; a body
+//!   that is not JSON is hashed as it came.
+//! - [`fanout::Hub`]: per organization, a bounded replay ring and subscribers with
+//!   topic/job/run filters and bounded queues; a full queue overflows its subscriber,
+//!   never the publisher. Replay and resume report a `gap` when history was trimmed;
+//!   event ids compare as Redis stream ids.
+//!
 //! # Errors
 //!
 //! Every fallible function returns one of the `#[non_exhaustive]` enums in [`error`]:
 //! [`RouteError`], [`TokenError`] (whose [`reason`](TokenError::reason) is a stable
-//! code), [`CryptoError`], [`AuthzError`], [`ApiKeyError`] or [`RateLimitError`].
+//! code), [`CryptoError`], [`AuthzError`], [`ApiKeyError`], [`RateLimitError`] or
+//! [`FanoutError`].
 
 pub mod authz;
 mod ct;
 pub mod error;
+pub mod fanout;
 mod hex;
+pub mod idempotency;
 pub mod jwt;
 pub mod keys;
 pub mod ratelimit;
@@ -77,7 +93,8 @@ mod token;
 
 pub use ct::constant_time_eq;
 pub use error::{
-    ApiKeyError, AuthzError, CryptoError, RateLimitError, RouteError, TemplateProblem, TokenError,
+    ApiKeyError, AuthzError, CryptoError, FanoutError, RateLimitError, RouteError, TemplateProblem,
+    TokenError,
 };
 pub use hex::Hex;
 pub use router::Router;

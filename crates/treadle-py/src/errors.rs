@@ -5,7 +5,8 @@
 //! │                    rate-limit errors)
 //! ├── RouteError       RouteError from the router
 //! ├── TokenError       TokenError from the JWT decoder; `.reason` is its stable code
-//! └── AuthzError       AuthzError: a bad policy, snapshot or subject
+//! ├── AuthzError       AuthzError: a bad policy, snapshot or subject
+//! └── FanoutError      FanoutError: a bad event id, topic pattern or hub size
 //! ```
 
 use pyo3::create_exception;
@@ -13,8 +14,8 @@ use pyo3::exceptions::PyException;
 use pyo3::intern;
 use pyo3::prelude::*;
 use treadle_core::{
-    ApiKeyError, AuthzError as CoreAuthzError, CryptoError, RateLimitError,
-    RouteError as CoreRouteError, TokenError as CoreTokenError,
+    ApiKeyError, AuthzError as CoreAuthzError, CryptoError, FanoutError as CoreFanoutError,
+    RateLimitError, RouteError as CoreRouteError, TokenError as CoreTokenError,
 };
 
 create_exception!(
@@ -44,6 +45,13 @@ create_exception!(
      subject that is not ``user:<id>``, ``team:<id>`` or ``api_key:<id>``, an effect \
      other than ``allow``/``deny``, an empty field or a duplicate ACL entry id."
 );
+create_exception!(
+    treadle._core,
+    FanoutError,
+    CoreError,
+    "An event id is not a Redis stream id (``<ms>-<seq>``), a topic pattern is not a \
+     topic, a ``prefix.*`` or ``*``, a topic list is empty, or a hub queue size is 0."
+);
 
 /// Adds the exception classes to the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -52,6 +60,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RouteError", py.get_type::<RouteError>())?;
     m.add("TokenError", py.get_type::<TokenError>())?;
     m.add("AuthzError", py.get_type::<AuthzError>())?;
+    m.add("FanoutError", py.get_type::<FanoutError>())?;
     Ok(())
 }
 
@@ -63,6 +72,7 @@ pub(crate) enum Error {
     Authz(CoreAuthzError),
     ApiKey(ApiKeyError),
     RateLimit(RateLimitError),
+    Fanout(CoreFanoutError),
 }
 
 impl From<CoreRouteError> for Error {
@@ -101,6 +111,12 @@ impl From<RateLimitError> for Error {
     }
 }
 
+impl From<CoreFanoutError> for Error {
+    fn from(err: CoreFanoutError) -> Self {
+        Self::Fanout(err)
+    }
+}
+
 impl From<Error> for PyErr {
     fn from(err: Error) -> Self {
         match err {
@@ -109,6 +125,7 @@ impl From<Error> for PyErr {
             Error::ApiKey(err) => CoreError::new_err(err.to_string()),
             Error::RateLimit(err) => CoreError::new_err(err.to_string()),
             Error::Authz(err) => AuthzError::new_err(err.to_string()),
+            Error::Fanout(err) => FanoutError::new_err(err.to_string()),
             Error::Token(err) => Python::attach(|py| {
                 let exc = TokenError::new_err(err.to_string());
                 match exc.value(py).setattr(intern!(py, "reason"), err.reason()) {

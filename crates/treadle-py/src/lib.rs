@@ -8,7 +8,9 @@
 mod api_keys;
 mod authz;
 mod errors;
+mod fanout;
 mod gil;
+mod idempotency;
 mod jwt;
 mod key_cache;
 mod keys;
@@ -38,5 +40,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<key_cache::KeyCache>()?;
     m.add_class::<ratelimit::RateLimiter>()?;
     m.add("GCRA_LUA", treadle_core::ratelimit::GCRA_LUA)?;
+    m.add_function(wrap_pyfunction!(idempotency::fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(idempotency::canonical_json, m)?)?;
+    m.add_class::<fanout::Hub>()?;
+    m.add_class::<fanout::Subscription>()?;
     Ok(())
 }
