@@ -42,3 +42,25 @@ def test_unexpected_error_is_500_internal_with_the_trace_only_in_the_log(
     [record] = [r for r in caplog.records if r.exc_info]
     assert record.request_id == "req-42"  # type: ignore[attr-defined]
     assert "secret internal detail" in caplog.text
+
+
+def test_a_route_that_requires_an_idempotency_key_refuses_a_request_without_one() -> None:
+    from treadle.services.idempotency import Idempotency
+    from treadle.services.principal import Principal
+    from treadle.web.errors import ApiError
+
+    async def create(req: Request) -> None:
+        raise AssertionError("must not run")
+
+    route = Route("POST", "/things", create, "makes things", "test", idempotency="required")
+    req = Request("POST", "/things", "", header_map({}), read_whole(b"{}"))
+    req.principal = Principal("u1", "user", None, None, "", False)
+    # Refused before any storage is touched, so none is given.
+    idempotency = Idempotency(Settings.from_env({}), None, None)  # type: ignore[arg-type]
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(idempotency.run(req, route, lambda: create(req)))  # type: ignore[arg-type]
+    assert (caught.value.status, caught.value.code) == (428, "idempotency_key_required")
+    assert route.idempotent == "required"
+    assert Route("POST", "/x", create, "", "t").idempotent == "optional"
+    assert Route("GET", "/x", create, "", "t").idempotent == "none"
+    assert Route("POST", "/x", create, "", "t", auth="none").idempotent == "none"
