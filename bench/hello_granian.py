@@ -1,6 +1,6 @@
 """The bare Granian RSGI hello-world: the baseline for the Granian rows of http_compare.py.
 
-    granian --interface rsgi --workers 1 bench.hello_granian:app
+Alone, from the repository root: ``granian --interface rsgi bench.hello_granian:app``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The bare Robyn hello-world: the baseline for the Robyn rows of http_compare.py.
 
-    python bench/hello_robyn.py --port 8080 --processes 1 --workers 1
+Alone: ``python bench/hello_robyn.py --port 8080 --processes 1 --workers 1``.
 
 The handler is ``async`` like treadle's (its kernel is async), so the comparison measures
 treadle's work rather than Robyn's sync-versus-async dispatch.
@@ -17,7 +17,7 @@ BODY = b'{"status":"ok"}'
 app = Robyn(__file__)
 
 
-@app.get("/")
+@app.get("/")  # type: ignore[untyped-decorator]
 async def hello() -> Response:
     return Response(200, {"content-type": "application/json"}, BODY)
 

@@ -1,0 +1,142 @@
+"""The per-request Python work without a server: where http_compare's gap comes from.
+
+Groups: ``kernel`` (``Kernel.handle`` for ``GET /healthz``, access log off and on, 100
+requests per call on one event loop, as a busy worker runs them) and ``authenticate``
+(``Sessions.authenticate`` for a valid JWT with the session and user caches warm, as on
+every ``GET /v1/me`` after the first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+import pytest
+
+from treadle import clock
+from treadle._core import jwt_encode
+from treadle.bus.invalidation import Invalidator
+from treadle.services.principal import Principal
+from treadle.services.sessions import Sessions
+from treadle.settings import Settings
+from treadle.web.access_log import AccessLog
+from treadle.web.kernel import Kernel
+from treadle.web.request import Headers, Request
+from treadle.web.response import Response
+from treadle.web.routing import Route, RouteTable
+
+BATCH = 100
+_NO_HEADERS: dict[str, str] = {}
+
+
+async def _no_body(limit: int) -> bytes:
+    return b""
+
+
+async def _no_auth(req: Request, route: Route) -> None:
+    raise AssertionError("/healthz needs no authentication")
+
+
+def healthz_request() -> Request:
+    return Request("GET", "/healthz", "", Headers(_NO_HEADERS.get), _no_body, "127.0.0.1")
+
+
+async def _batch(kernel: Kernel) -> Response:
+    for _ in range(BATCH):
+        response = await kernel.handle(healthz_request())
+    return response
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def _kernel(route_table: list[Route], log: BinaryIO | None) -> Kernel:
+    settings = Settings(access_log=log is not None)
+    # The authorizer is never reached on /healthz; the kernel wants one for the table.
+    kernel = Kernel(settings, RouteTable(route_table), _no_auth, authorize=_no_auth)
+    if log is not None:
+        kernel.access_log = AccessLog(log)
+    return kernel
+
+
+def _check(response: Response) -> None:
+    assert response.status == 200
+    assert orjson.loads(response.body)["data"] == {"status": "ok"}
+    assert dict(response.headers)["x-request-id"]
+
+
+@pytest.mark.benchmark(group="kernel")
+def test_kernel_healthz_x100_access_log_off(
+    benchmark: Any, route_table: list[Route], loop: asyncio.AbstractEventLoop
+) -> None:
+    kernel = _kernel(route_table, None)
+    _check(loop.run_until_complete(_batch(kernel)))
+    benchmark(lambda: loop.run_until_complete(_batch(kernel)))
+
+
+@pytest.mark.benchmark(group="kernel")
+def test_kernel_healthz_x100_access_log_on(
+    benchmark: Any, route_table: list[Route], loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "access.log"
+    with log_path.open("ab") as log:
+        kernel = _kernel(route_table, log)
+        _check(loop.run_until_complete(_batch(kernel)))
+        loop.run_until_complete(asyncio.sleep(0))  # the log flushes on the next iteration
+        lines = log_path.read_bytes().splitlines()
+        assert len(lines) == BATCH
+        assert orjson.loads(lines[-1])["route"] == "/healthz"
+        benchmark(lambda: loop.run_until_complete(_batch(kernel)))
+
+
+class _NoRedis:
+    """Sessions subscribe to invalidations when built; nothing is published here."""
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Drive a coroutine that never waits (warm caches: no I/O) without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise AssertionError("the coroutine waited for I/O")
+
+
+@pytest.fixture
+def sessions() -> Sessions:
+    settings = Settings(secret_key="bench " * 8)
+    bus = Invalidator(_NoRedis(), "bench:")  # type: ignore[arg-type]
+    return Sessions(settings, None, bus)  # type: ignore[arg-type]
+
+
+@pytest.mark.benchmark(group="authenticate")
+def test_authenticate_warm_cache(benchmark: Any, sessions: Sessions) -> None:
+    user_id, session_id = uuid.uuid4(), uuid.uuid4()
+    now = clock.epoch()
+    claims = {
+        "iss": "treadle",
+        "sub": str(user_id),
+        "sid": str(session_id),
+        "iat": now,
+        "exp": now + 900,
+        "jti": "S9gRGJ1pgaV_vkeG",
+    }
+    token = jwt_encode(orjson.dumps(claims), sessions.jwt_key)
+    # The rows as the caches hold them after the first request (see Sessions._session).
+    session = {"id": session_id, "user_id": str(user_id), "revoked_at": None}
+    sessions.session_cache.put(str(session_id), session)
+    user = {"id": user_id, "email": "a@example.com", "is_platform_admin": False}
+    sessions.user_cache.put(str(user_id), user)
+
+    principal: Principal = run(sessions.authenticate(token))
+    assert (principal.user_id, principal.session_id) == (user_id, session_id)
+    benchmark(lambda: run(sessions.authenticate(token)))
