@@ -135,7 +135,7 @@ def build_kernel(settings: Settings) -> Kernel:
             if route.auth != "any":
                 raise ApiError.forbidden("this route needs a signed-in user, not an API key")
             key = await app.api_keys.authenticate(token)
-            app.api_keys.count(key.id, route.path)
+            app.api_keys.count(key.record["id"], route.path)  # type: ignore[index]
             return key
         principal = await app.sessions.authenticate(token)
         if route.auth == "admin" and not principal.is_platform_admin:

@@ -14,16 +14,21 @@ def epoch() -> int:
     return int(time.time())
 
 
-_stamp_second = -1
-_stamp_prefix = ""
+_stamp_ms = -1
+_stamp = ""
+_second = -1
+_second_text = ""
 
 
 def rfc3339() -> str:
-    """Current UTC time as RFC 3339 with milliseconds; the seconds part is cached."""
-    global _stamp_second, _stamp_prefix
-    t = time.time()
-    second = int(t)
-    if second != _stamp_second:
-        _stamp_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _stamp_second = second
-    return f"{_stamp_prefix}.{int((t - second) * 1000):03d}Z"
+    """Current UTC time as RFC 3339 with milliseconds, formatted once per millisecond."""
+    global _stamp_ms, _stamp, _second, _second_text
+    ms = time.time_ns() // 1_000_000
+    if ms != _stamp_ms:
+        second, milli = divmod(ms, 1000)
+        if second != _second:
+            _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            _second = second
+        _stamp = f"{_second_text}.{milli:03d}Z"
+        _stamp_ms = ms
+    return _stamp

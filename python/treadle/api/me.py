@@ -14,6 +14,7 @@ from treadle.api.common import PAGE_PARAMS, page_of
 from treadle.api.organizations import Organization
 from treadle.api.teams import Team
 from treadle.services.accounts import public_user
+from treadle.services.api_keys import public_key
 from treadle.web.envelope import Page
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
@@ -23,8 +24,8 @@ from treadle.web.routing import Route
 async def me(req: Request) -> Any:
     principal = req.principal
     if principal.kind == "api_key":
-        key = await req.app.api_keys.get(UUID(principal.id))
-        return {**key, "principal_type": "api_key"}
+        # The record verified for this request: no second read.
+        return {**public_key(principal.record), "principal_type": "api_key"}
     user = await req.app.sessions.user(principal.id)
     if user is None:
         raise ApiError.unauthenticated("the account no longer exists")

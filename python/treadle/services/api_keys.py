@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -68,8 +69,9 @@ class ApiKeys(Background):
         self.hash_key = hash_key
         self.cache = _core.KeyCache(CACHE_SECONDS, NEGATIVE_CACHE_SECONDS, 100_000)
         bus.on("apikey", self.cache.invalidate, self.cache.clear)
-        self._usage: Counter[tuple[UUID, Any, str]] = Counter()
-        self._last_used: dict[UUID, datetime] = {}
+        # (key, day number since the epoch, route) -> requests; key -> last use (UNIX time)
+        self._usage: Counter[tuple[UUID, int, str]] = Counter()
+        self._last_used: dict[UUID, float] = {}
 
     def hash(self, raw: str) -> str:
         return _core.keyed_hash(self.hash_key, raw.encode())
@@ -111,26 +113,31 @@ class ApiKeys(Background):
             organization_id=key["organization_id"],
             scopes=tuple(key["scopes"]),
             rate_limit_policy=key["rate_limit_policy"],
+            record=key,
         )
 
     # -- usage -------------------------------------------------------------------------
 
-    def count(self, key_id: str, route: str) -> None:
+    def count(self, key_id: UUID, route: str) -> None:
         """Count one request in memory; ``flush`` writes the counts in one statement."""
-        now = clock.now()
-        ident = UUID(key_id)
-        self._usage[(ident, now.date(), route)] += 1
-        self._last_used[ident] = now
+        now = time.time()
+        self._usage[(key_id, int(now) // 86400, route)] += 1
+        self._last_used[key_id] = now
 
     async def flush(self) -> None:
         usage, self._usage = self._usage, Counter()
         last_used, self._last_used = self._last_used, {}
         if not usage:
             return
+        epoch = date(1970, 1, 1)
+        rows = [
+            (key, epoch + timedelta(days=day), route, n) for (key, day, route), n in usage.items()
+        ]
+        touched = {key: datetime.fromtimestamp(at, UTC) for key, at in last_used.items()}
         try:
             async with self.db.transaction() as conn:
-                await key_store.add_usage(conn, [(*k, n) for k, n in usage.items()])
-                await key_store.touch(conn, last_used)
+                await key_store.add_usage(conn, rows)
+                await key_store.touch(conn, touched)
         except (psycopg.Error, ApiError):
             # Keep the counts for the next flush rather than lose them.
             self._usage.update(usage)

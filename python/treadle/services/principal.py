@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from treadle.web.errors import ApiError
@@ -22,6 +23,8 @@ class Principal:
     organization_id: UUID | None = None
     scopes: tuple[str, ...] = ()
     rate_limit_policy: str | None = None
+    # API keys only: the key's record as verified (from the verification cache).
+    record: dict[str, Any] | None = None
 
     @property
     def account(self) -> UUID:

@@ -8,7 +8,7 @@ their organization's settings) or ``rate_limit_api_key``. Responses carry the IE
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -32,10 +32,11 @@ class Policy:
     name: str
     limit: int
     period: int
+    header: str = field(init=False)
 
-    @property
-    def header(self) -> str:
-        return f'"{self.name}";q={self.limit};w={self.period}'
+    def __post_init__(self) -> None:
+        # The RateLimit-Policy value, built once: it is sent with every answer.
+        object.__setattr__(self, "header", f'"{self.name}";q={self.limit};w={self.period}')
 
 
 class RateLimits:

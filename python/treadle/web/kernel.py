@@ -144,15 +144,14 @@ class Kernel:
 
     def _identify(self, req: Request) -> None:
         headers = req.headers
+        fresh = request_id()
         incoming = headers.get("x-request-id")
-        req.request_id = incoming if incoming and _INCOMING_ID.match(incoming) else request_id()
+        req.request_id = incoming if incoming and _INCOMING_ID.match(incoming) else fresh
         correlation = headers.get("x-correlation-id")
         req.correlation_id = (
             correlation if correlation and _INCOMING_ID.match(correlation) else req.request_id
         )
         parent = headers.get("traceparent")
         match = _TRACEPARENT.match(parent) if parent else None
-        if match and match.group(1) != "0" * 32:
-            req.trace_id = match.group(1)
-        else:
-            req.trace_id = request_id()
+        # Without a caller's trace, the fresh id (random, 32 hex) starts one: one draw, not two.
+        req.trace_id = match.group(1) if match and match.group(1) != "0" * 32 else fresh
