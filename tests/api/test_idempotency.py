@@ -25,8 +25,11 @@ def test_a_retry_gets_the_stored_answer_and_creates_nothing(client: httpx.Client
     owner = signup(client)
     headers = {**bearer(owner), "Idempotency-Key": str(uuid.uuid4())}
     first = client.post("/v1/organizations", json={"name": "Once"}, headers=headers)
-    again = client.post("/v1/organizations", content=b'{ "name" :  "Once" }',
-                        headers={**headers, "content-type": "application/json"})
+    again = client.post(
+        "/v1/organizations",
+        content=b'{ "name" :  "Once" }',
+        headers={**headers, "content-type": "application/json"},
+    )
     assert first.status_code == again.status_code == 201
     assert "idempotent-replayed" not in first.headers
     assert again.headers["idempotent-replayed"] == "true"
@@ -47,8 +50,9 @@ def test_the_same_key_for_another_request_is_422(client: httpx.Client) -> None:
 def test_errors_are_replayed_too(client: httpx.Client) -> None:
     owner = signup(client)
     org = create_org(client, owner)
-    client.post("/v1/teams", json={"organization_id": org["id"], "name": "T"},
-                headers=bearer(owner)).raise_for_status()
+    client.post(
+        "/v1/teams", json={"organization_id": org["id"], "name": "T"}, headers=bearer(owner)
+    ).raise_for_status()
     headers = {**bearer(owner), "Idempotency-Key": uuid.uuid4().hex}
     body = {"organization_id": org["id"], "name": "T"}
     first = client.post("/v1/teams", json=body, headers=headers)
@@ -73,8 +77,11 @@ def test_keys_are_scoped_to_the_principal(client: httpx.Client) -> None:
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "ünïcode"])
 def test_malformed_keys_are_400(client: httpx.Client, key: str) -> None:
     owner = signup(client)
-    response = client.post("/v1/organizations", json={"name": "x"},
-                           headers={**bearer(owner), "Idempotency-Key": key.encode("utf-8")})
+    response = client.post(
+        "/v1/organizations",
+        json={"name": "x"},
+        headers={**bearer(owner), "Idempotency-Key": key.encode("utf-8")},
+    )
     assert response.status_code == 400
     assert envelope(response)["error"]["details"]["path"] == "header.Idempotency-Key"
 

@@ -7,7 +7,14 @@ import re
 import httpx
 import pytest
 
-from tests.support.api import bearer, create_org, envelope, error_code, signup
+from tests.support.api import (
+    bearer,
+    create_key,
+    create_org,
+    error_code,
+    set_policies,
+    signup,
+)
 from tests.support.servers import Server
 
 
@@ -31,25 +38,8 @@ def test_users_see_their_policy_in_the_headers(client: httpx.Client) -> None:
 def test_a_key_policy_from_organization_settings_is_enforced(client: httpx.Client) -> None:
     owner = signup(client)
     org = create_org(client, owner)
-    client.put(
-        f"/v1/organizations/{org['id']}/settings",
-        json={
-            "rate_limit_policies": [{"name": "tiny", "limit": 3, "period_seconds": 60}],
-        },
-        headers=bearer(owner),
-    ).raise_for_status()
-    key = envelope(
-        client.post(
-            "/v1/api-keys",
-            json={
-                "organization_id": org["id"],
-                "name": "k",
-                "scopes": ["org.read"],
-                "rate_limit_policy": "tiny",
-            },
-            headers=bearer(owner),
-        )
-    )["data"]["key"]
+    set_policies(client, owner, org["id"], ("tiny", 3, 60))
+    key = create_key(client, owner, org["id"], rate_limit_policy="tiny")["key"]
     answers = [client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}) for _ in range(5)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
     refused = answers[3]
@@ -58,17 +48,7 @@ def test_a_key_policy_from_organization_settings_is_enforced(client: httpx.Clien
     assert refused.headers["ratelimit-policy"] == '"tiny";q=3;w=60'
     assert re.search(r"r=0", refused.headers["ratelimit"])
     # Another key of the same organization has its own budget.
-    other = envelope(
-        client.post(
-            "/v1/api-keys",
-            json={
-                "organization_id": org["id"],
-                "name": "k2",
-                "scopes": ["org.read"],
-            },
-            headers=bearer(owner),
-        )
-    )["data"]["key"]
+    other = create_key(client, owner, org["id"])["key"]
     assert client.get("/v1/me", headers={"Authorization": f"Bearer {other}"}).status_code == 200
 
 
@@ -87,27 +67,8 @@ def test_duplicate_policy_names_are_refused(client: httpx.Client) -> None:
 def test_the_organization_policy_bounds_all_its_keys_together(client: httpx.Client) -> None:
     owner = signup(client)
     org = create_org(client, owner)
-    client.put(
-        f"/v1/organizations/{org['id']}/settings",
-        json={
-            "rate_limit_policies": [{"name": "organization", "limit": 4, "period_seconds": 60}],
-        },
-        headers=bearer(owner),
-    ).raise_for_status()
-    keys = [
-        envelope(
-            client.post(
-                "/v1/api-keys",
-                json={
-                    "organization_id": org["id"],
-                    "name": f"k{i}",
-                    "scopes": ["org.read"],
-                },
-                headers=bearer(owner),
-            )
-        )["data"]["key"]
-        for i in range(2)
-    ]
+    set_policies(client, owner, org["id"], ("organization", 4, 60))
+    keys = [create_key(client, owner, org["id"])["key"] for i in range(2)]
     statuses = [
         client.get("/v1/me", headers={"Authorization": f"Bearer {keys[i % 2]}"}).status_code
         for i in range(6)

@@ -9,7 +9,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.api import bearer, signup
+from tests.support.api import (
+    add_member,
+    bearer,
+    create_key,
+    create_org,
+    envelope,
+    set_policies,
+    signup,
+)
 from tests.support.servers import Server, free_port, start_server
 
 
@@ -51,7 +59,6 @@ def test_metrics_add_up_across_workers(two_workers: Server) -> None:
 def test_membership_and_acl_changes_reach_the_other_worker_within_100ms(
     two_workers: Server,
 ) -> None:
-    from tests.support.api import add_member, create_org, envelope
 
     with two_workers.client() as client:
         owner, member = signup(client), signup(client)
@@ -98,22 +105,11 @@ def test_membership_and_acl_changes_reach_the_other_worker_within_100ms(
 
 
 def test_key_revocation_reaches_every_worker_within_a_second(two_workers: Server) -> None:
-    from tests.support.api import create_org, envelope
 
     with two_workers.client() as client:
         owner = signup(client)
         org = create_org(client, owner)
-        key = envelope(
-            client.post(
-                "/v1/api-keys",
-                json={
-                    "organization_id": org["id"],
-                    "name": "k",
-                    "scopes": ["org.read"],
-                },
-                headers=bearer(owner),
-            )
-        )["data"]
+        key = create_key(client, owner, org["id"])
     headers = {"Authorization": f"Bearer {key['key']}"}
     assert set(_fresh_connection_statuses(two_workers, headers, 20)) == {200}
     httpx.delete(
@@ -128,8 +124,6 @@ def test_redis_mode_admits_the_policy_across_workers_under_a_burst(
 ) -> None:
     import concurrent.futures
 
-    from tests.support.api import create_org, envelope
-
     env = {
         **server_env,
         "TREADLE_PORT": str(free_port()),
@@ -141,27 +135,8 @@ def test_redis_mode_admits_the_policy_across_workers_under_a_burst(
         with server.client() as client:
             owner = signup(client)
             org = create_org(client, owner)
-            client.put(
-                f"/v1/organizations/{org['id']}/settings",
-                json={
-                    "rate_limit_policies": [
-                        {"name": "burst", "limit": 100, "period_seconds": 3600}
-                    ],
-                },
-                headers=bearer(owner),
-            ).raise_for_status()
-            key = envelope(
-                client.post(
-                    "/v1/api-keys",
-                    json={
-                        "organization_id": org["id"],
-                        "name": "k",
-                        "scopes": ["org.read"],
-                        "rate_limit_policy": "burst",
-                    },
-                    headers=bearer(owner),
-                )
-            )["data"]["key"]
+            set_policies(client, owner, org["id"], ("burst", 100, 3600))
+            key = create_key(client, owner, org["id"], rate_limit_policy="burst")["key"]
         headers = {"Authorization": f"Bearer {key}"}
 
         def call(_: int) -> int:
@@ -185,8 +160,12 @@ def test_fifty_concurrent_retries_over_two_workers_create_one_thing(two_workers:
     headers = {**bearer(owner), "Idempotency-Key": str(uuid.uuid4())}
 
     def post(_: int) -> httpx.Response:
-        return httpx.post(f"{two_workers.url}/v1/organizations", json={"name": "Race"},
-                          headers=headers, timeout=30)
+        return httpx.post(
+            f"{two_workers.url}/v1/organizations",
+            json={"name": "Race"},
+            headers=headers,
+            timeout=30,
+        )
 
     with concurrent.futures.ThreadPoolExecutor(50) as pool:
         answers = list(pool.map(post, range(50)))

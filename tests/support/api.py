@@ -65,3 +65,28 @@ def add_member(
         headers=bearer(admin),
     )
     assert response.status_code == 201, response.text
+
+
+def create_key(
+    client: httpx.Client, owner: dict[str, Any], org_id: str, **fields: Any
+) -> dict[str, Any]:
+    """A new API key of the organization (``scopes`` default to org.read); the raw key is
+    in ``["key"]``."""
+    body = {"organization_id": org_id, "name": "test key", "scopes": ["org.read"], **fields}
+    response = client.post("/v1/api-keys", json=body, headers=bearer(owner))
+    assert response.status_code == 201, response.text
+    return dict(envelope(response)["data"])
+
+
+def set_policies(
+    client: httpx.Client, owner: dict[str, Any], org_id: str, *policies: tuple[str, int, int]
+) -> None:
+    """Replace the organization's rate-limit policies with (name, limit, period_seconds)."""
+    body = {
+        "rate_limit_policies": [
+            {"name": name, "limit": limit, "period_seconds": period}
+            for name, limit, period in policies
+        ]
+    }
+    response = client.put(f"/v1/organizations/{org_id}/settings", json=body, headers=bearer(owner))
+    assert response.status_code == 200, response.text
