@@ -29,9 +29,10 @@ format: $(STAMP) ## format Python and Rust
 	$(BIN)/ruff check --fix python tests bench loadtest
 	cargo fmt --all
 
-lint: $(STAMP) ## ruff, mypy, cargo fmt --check, clippy -D warnings
+lint: $(STAMP) ## ruff, mypy, stubtest of _core.pyi, cargo fmt --check, clippy -D warnings
 	$(BIN)/ruff check python tests bench loadtest
 	$(BIN)/mypy python/treadle
+	$(BIN)/python -m mypy.stubtest treadle._core
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
