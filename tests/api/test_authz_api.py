@@ -152,3 +152,32 @@ def test_denials_are_logged_for_admins(client: httpx.Client, org: dict) -> None:
         ).status_code
         == 403
     )
+
+
+def test_batch_items_fail_alone(client: httpx.Client, org: dict) -> None:
+    owner, member = org["owner"], org["member"]
+    items = [
+        {"action": "org.read"},
+        {"action": "org.read", "subject": f"user:{owner['user']['id']}"},
+        {"action": "workflows.run", "resource_type": "workflow"},
+        {"action": "members.read"},
+    ]
+    response = client.post(
+        "/v1/authz/check-batch",
+        json={"organization_id": org["id"], "items": items},
+        headers=bearer(member),
+    )
+    results = envelope(response)["data"]["results"]
+    assert [(r["allowed"], r["reason"]) for r in results] == [
+        (True, "org_role"),
+        (False, "subject_not_allowed"),
+        (False, "invalid_item"),
+        (True, "org_role"),
+    ]
+    # An admin may ask about others in the same batch.
+    as_owner = client.post(
+        "/v1/authz/check-batch",
+        json={"organization_id": org["id"], "items": items[:2]},
+        headers=bearer(owner),
+    )
+    assert [r["reason"] for r in envelope(as_owner)["data"]["results"]] == ["org_role", "org_role"]

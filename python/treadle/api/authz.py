@@ -143,28 +143,48 @@ async def check(req: Request) -> Any:
 
 
 async def check_batch(req: Request) -> Any:
+    """Per-item problems answer for that item alone: ``invalid_item`` (no resource_id for a
+    resource type that needs one) or ``subject_not_allowed`` (another subject, without the
+    right to ask about others)."""
     body: CheckBatch = req.data
     org = str(body.organization_id)
     revision = await req.app.authz.ensure(body.organization_id, body.at_least_revision)
     own = req.principal.subject
-    # Per item only what differs; the caller's own subject is the common case.
-    items = [
-        (
-            own if item.subject is None else _subject(req, item.subject),
-            item.action,
-            item.resource_type,
-            item.resource_id or (org if item.resource_type == "organization" else ""),
-            None if item.team_id is None else str(item.team_id),
+    may_ask_for_others: bool | None = None
+    refused: dict[int, str] = {}
+    items: list[tuple[str, str, str, str, str | None] | None] = []
+    for index, item in enumerate(body.items):
+        subject = own if item.subject is None else item.subject
+        if subject != own:
+            if may_ask_for_others is None:
+                may_ask_for_others = req.app.authz.check(
+                    req.scope, own, "authz.check_others", _scopes(req)
+                ).allowed
+            if not may_ask_for_others:
+                refused[index] = "subject_not_allowed"
+        resource_id = item.resource_id or (org if item.resource_type == "organization" else "")
+        if not resource_id:
+            refused[index] = "invalid_item"
+        items.append(
+            None
+            if index in refused
+            else (
+                subject,
+                item.action,
+                item.resource_type,
+                resource_id,
+                None if item.team_id is None else str(item.team_id),
+            )
         )
-        for item in body.items
-    ]
     # One scope list serves the batch: it applies to items whose subject is the calling key.
     decisions = req.app.authz.evaluator.check_batch(org, items, _scopes(req))
     return {
         "revision": revision,
         "results": [
-            {"allowed": d.allowed, "reason": d.reason, "decided_by": d.decided_by}
-            for d in decisions
+            {"allowed": False, "reason": refused[i], "decided_by": None}
+            if i in refused
+            else {"allowed": d.allowed, "reason": d.reason, "decided_by": d.decided_by}
+            for i, d in enumerate(decisions)
         ],
     }
 
