@@ -156,6 +156,11 @@ def build_kernel(settings: Settings) -> Kernel:
             # Another tenant's resource does not exist, as far as this caller can tell.
             raise ApiError.not_found(f"no {scope.resource_type} with id {scope.resource_id}")
         req.scope = scope
+        if principal.kind == "user":
+            # Only now is the organization known, and the caller known to belong to it.
+            req.response_headers = await app.rate_limits.organization(
+                scope.organization_id, route.cost, req.response_headers
+            )
         if not decision.allowed:
             await app.authz.deny(req, route, scope, decision)
 

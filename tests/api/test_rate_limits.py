@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.support.api import (
+    add_member,
     bearer,
     create_key,
     create_org,
@@ -67,10 +68,23 @@ def test_duplicate_policy_names_are_refused(client: httpx.Client) -> None:
 def test_the_organization_policy_bounds_all_its_keys_together(client: httpx.Client) -> None:
     owner = signup(client)
     org = create_org(client, owner)
-    set_policies(client, owner, org["id"], ("organization", 4, 60))
     keys = [create_key(client, owner, org["id"])["key"] for i in range(2)]
+    # Set last: the owner's own requests in the organization would count against it too.
+    set_policies(client, owner, org["id"], ("organization", 4, 60))
     statuses = [
         client.get("/v1/me", headers={"Authorization": f"Bearer {keys[i % 2]}"}).status_code
         for i in range(6)
     ]
     assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+def test_members_acting_in_the_organization_share_its_policy(client: httpx.Client) -> None:
+    owner, member = signup(client), signup(client)
+    org = create_org(client, owner)
+    add_member(client, owner, org["id"], member, "member")
+    set_policies(client, owner, org["id"], ("organization", 5, 60))
+    path = f"/v1/organizations/{org['id']}"
+    statuses = [client.get(path, headers=bearer(who)).status_code for who in [owner, member] * 4]
+    assert statuses == [200] * 5 + [429] * 3
+    # Outside the organization, nothing is charged to it.
+    assert client.get("/v1/me", headers=bearer(member)).status_code == 200

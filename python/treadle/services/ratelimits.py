@@ -59,15 +59,17 @@ class RateLimits:
         policy = await self._policy(principal)
         headers = await self._charge(f"{principal.kind}:{principal.id}", policy, cost)
         if principal.organization_id is not None:
-            policies = await self._policies(principal.organization_id)
-            org_policy = policies.get("organization")
-            if org_policy is not None:
-                org_headers = await self._charge(
-                    f"org:{principal.organization_id}", org_policy, cost
-                )
-                if _remaining(org_headers) < _remaining(headers):
-                    headers = org_headers
+            headers = await self.organization(principal.organization_id, cost, headers)
         return headers
+
+    async def organization(self, org_id: UUID, cost: int, headers: Headers) -> Headers:
+        """Charge the organization's own ``organization`` policy, if it has one (users are
+        charged once their organization is known, keys at once); the tighter headers."""
+        org_policy = (await self._policies(org_id)).get("organization")
+        if org_policy is None:
+            return headers
+        org_headers = await self._charge(f"org:{org_id}", org_policy, cost)
+        return org_headers if _remaining(org_headers) < _remaining(headers) else headers
 
     async def _charge(self, subject: str, policy: Policy, cost: int) -> Headers:
         key = f"{policy.name}:{subject}"
