@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import time
-
-import orjson
-from redis.exceptions import RedisError
-
 from treadle.api import routes
 from treadle.bus.invalidation import Invalidator
+from treadle.bus.metrics import SharedMetrics
 from treadle.bus.redis import connect
 from treadle.services.accounts import Accounts
 from treadle.services.api_keys import ApiKeys
@@ -35,9 +28,6 @@ from treadle.workers.mailer import Mailer
 from treadle.workers.retention import Sweeper
 
 API_KEY_PREFIX = "trd_"
-# Each process publishes its metrics this often; /metrics adds up every live process.
-METRICS_PUSH_SECONDS = 2.0
-METRICS_STALE_SECONDS = 30
 
 
 class App:
@@ -70,9 +60,9 @@ class App:
         self.invitations = Invitations(
             settings, self.db, self.authz, self.sessions, mail, self.mailer.wake
         )
-        self.metrics: Metrics | None = None
+        self.metrics = Metrics()
+        self.shared_metrics = SharedMetrics(self.redis, settings.redis_prefix, self.metrics)
         self.table: RouteTable | None = None
-        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.db.open()
@@ -80,50 +70,16 @@ class App:
         self.mailer.start()
         self.api_keys.start()
         self.sweeper.start()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._push_metrics()))
+        self.shared_metrics.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.shared_metrics.stop()
         await self.sweeper.stop()
         await self.api_keys.stop()
         await self.mailer.stop()
         await self.bus.stop()
         await self.db.close()
         await self.redis.aclose()
-
-    @property
-    def metrics_key(self) -> str:
-        return f"{self.settings.redis_prefix}metrics"
-
-    async def _push_metrics(self) -> None:
-        while True:
-            await asyncio.sleep(METRICS_PUSH_SECONDS)
-            with contextlib.suppress(RedisError, OSError):
-                await self.publish_metrics()
-
-    async def publish_metrics(self) -> None:
-        assert self.metrics is not None
-        value = orjson.dumps({"at": _now(), "series": self.metrics.snapshot()})
-        await self.redis.hset(self.metrics_key, str(os.getpid()), value)
-
-    async def all_metrics(self) -> list[list[list[object]]]:
-        """Every live process's series; this process's own are always fresh."""
-        assert self.metrics is not None
-        own = str(os.getpid())
-        snapshots = [self.metrics.snapshot()]
-        with contextlib.suppress(RedisError, OSError):
-            for pid, raw in (await self.redis.hgetall(self.metrics_key)).items():
-                entry = orjson.loads(raw)
-                if pid != own.encode() and _now() - entry["at"] < METRICS_STALE_SECONDS:
-                    snapshots.append(entry["series"])
-        return snapshots
-
-
-def _now() -> float:
-    return time.time()
 
 
 def build_kernel(settings: Settings) -> Kernel:
@@ -168,9 +124,15 @@ def build_kernel(settings: Settings) -> Kernel:
         return await app.rate_limits.check(req.principal, route.cost)
 
     kernel = Kernel(
-        settings, RouteTable(routes()), authenticate, app, authorize, admit, app.idempotency.run
+        settings,
+        RouteTable(routes()),
+        authenticate,
+        app,
+        authorize,
+        admit,
+        app.idempotency.run,
+        metrics=app.metrics,
     )
-    app.metrics = kernel.metrics
     app.table = kernel.table
     kernel.on_startup.append(app.start)
     kernel.on_shutdown.append(app.stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -33,6 +34,14 @@ class TTLCache(Generic[K, V]):
             # Crude but bounded: entries come back on the next miss.
             self._data.clear()
         self._data[key] = (time.monotonic() + self.ttl, value)
+
+    async def load(self, key: K, loader: Callable[[], Awaitable[V]]) -> V:
+        """Fill a miss: load the value and keep it, unless it was invalidated meanwhile.
+        Callers check ``get`` first, so a hit costs no coroutine."""
+        generation = self.generation
+        value = await loader()
+        self.put(key, value, generation)
+        return value
 
     def drop(self, key: K) -> None:
         self.generation += 1

@@ -113,7 +113,7 @@ async def docs_asset(req: Request) -> Response:
 
 
 async def metrics(req: Request) -> Response:
-    text = Metrics.render(await req.app.all_metrics())
+    text = Metrics.render(await req.app.shared_metrics.everywhere())
     return Response(200, text.encode(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 

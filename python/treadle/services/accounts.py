@@ -245,7 +245,6 @@ class Accounts:
         self.wake_mailer()
 
     async def reset_password(self, actor: Actor, token: str, new_password: str) -> None:
-        password_hash = None
         async with self.db.transaction() as conn:
             user_id = await session_store.spend_user_token(
                 conn, self.sessions.hash_token(token), "reset_password"

@@ -18,7 +18,6 @@ from treadle.store.db import Database
 from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
-ROLES = ("owner", "admin", "member", "viewer")
 
 
 def slugify(name: str) -> str:

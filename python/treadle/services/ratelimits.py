@@ -105,15 +105,16 @@ class RateLimits:
         cached = self._org_policies.get(key)
         if cached is not MISSING:
             return cached  # type: ignore[return-value]
-        generation = self._org_policies.generation
-        async with self.db.connection() as conn:
-            org = await org_store.get(conn, org_id)
-        found = {
-            p["name"]: Policy(p["name"], p["limit"], p["period_seconds"])
-            for p in (org or {}).get("settings", {}).get("rate_limit_policies", [])
-        }
-        self._org_policies.put(key, found, generation)
-        return found
+
+        async def load() -> dict[str, Policy]:
+            async with self.db.connection() as conn:
+                org = await org_store.get(conn, org_id)
+            return {
+                p["name"]: Policy(p["name"], p["limit"], p["period_seconds"])
+                for p in (org or {}).get("settings", {}).get("rate_limit_policies", [])
+            }
+
+        return await self._org_policies.load(key, load)
 
     async def _redis_check(
         self, key: str, policy: Policy, cost: int

@@ -109,11 +109,6 @@ class Sessions:
             "refresh token was already used; its session has been revoked, sign in again"
         )
 
-    async def revoke(self, session_id: UUID, reason: str) -> None:
-        async with self.db.transaction() as conn:
-            await session_store.revoke(conn, session_id, reason)
-        await self.bus.publish("session", session_id)
-
     async def revoke_all(self, conn: Conn, user_id: UUID, reason: str) -> list[UUID]:
         """Revoke every session of a user inside the caller's transaction;
         the caller publishes the returned ids once it has committed."""
@@ -159,29 +154,30 @@ class Sessions:
         cached = self.session_cache.get(session_id)
         if cached is not MISSING:
             return cached  # type: ignore[return-value]
-        generation = self.session_cache.generation
-        try:
-            ident = UUID(session_id)
-        except ValueError:
-            return None
-        async with self.db.connection() as conn:
-            row = await session_store.state(conn, ident)
-        if row is not None:
-            row = {**row, "id": ident, "user_id": str(row["user_id"])}
-        self.session_cache.put(session_id, row, generation)
-        return row
+
+        async def load() -> dict[str, Any] | None:
+            try:
+                ident = UUID(session_id)
+            except ValueError:
+                return None
+            async with self.db.connection() as conn:
+                row = await session_store.state(conn, ident)
+            return None if row is None else {**row, "id": ident, "user_id": str(row["user_id"])}
+
+        return await self.session_cache.load(session_id, load)
 
     async def user(self, user_id: UUID | str) -> dict[str, Any] | None:
         key = str(user_id)
         cached = self.user_cache.get(key)
         if cached is not MISSING:
             return cached  # type: ignore[return-value]
-        generation = self.user_cache.generation
-        try:
-            ident = UUID(key)
-        except ValueError:
-            return None
-        async with self.db.connection() as conn:
-            row = await user_store.by_id(conn, ident)
-        self.user_cache.put(key, row, generation)
-        return row
+
+        async def load() -> dict[str, Any] | None:
+            try:
+                ident = UUID(key)
+            except ValueError:
+                return None
+            async with self.db.connection() as conn:
+                return await user_store.by_id(conn, ident)
+
+        return await self.user_cache.load(key, load)

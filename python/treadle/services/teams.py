@@ -17,7 +17,6 @@ from treadle.store.db import Database
 from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
-ROLES = ("admin", "member", "viewer")
 
 
 def public_team_member(row: Row) -> Row:

@@ -44,6 +44,7 @@ class Kernel:
         authorize: Authorizer | None = None,
         admit: Admitter | None = None,
         idempotent: Idempotent | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
@@ -55,7 +56,7 @@ class Kernel:
         if guarded or (authorize is None and any(r.permission for r in table.routes)):
             raise ValueError(f"routes with a permission need a scope and an authorizer: {guarded}")
         self.app = app
-        self.metrics = Metrics()
+        self.metrics = metrics if metrics is not None else Metrics()
         self.on_startup: list[Hook] = []
         self.on_shutdown: list[Hook] = []
         self.access_log = AccessLog() if settings.access_log else None
