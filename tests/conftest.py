@@ -76,6 +76,8 @@ def server_env(
         "TREADLE_LOGIN_LOCKOUT_SECONDS": "60",
         "TREADLE_INVITATIONS_PER_HOUR": "6",
         "TREADLE_RETENTION_SWEEP_SECONDS": "1",
+        "TREADLE_JOB_BACKOFF_SECONDS": "0.2",
+        "TREADLE_JOB_REAP_SECONDS": "0.2",
     }
 
 

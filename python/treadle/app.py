@@ -11,6 +11,7 @@ from treadle.services.api_keys import ApiKeys
 from treadle.services.authz import Authorizer
 from treadle.services.idempotency import Idempotency
 from treadle.services.invitations import Invitations
+from treadle.services.jobs import Jobs, Reaper
 from treadle.services.mail import Mail
 from treadle.services.orgs import Organizations
 from treadle.services.passwords import Passwords
@@ -44,6 +45,8 @@ class App:
         self.rate_limits = RateLimits(settings, self.db, self.redis, self.bus)
         self.idempotency = Idempotency(settings, self.db, self.redis)
         self.sweeper = Sweeper(self.db, settings.retention_sweep_seconds)
+        self.jobs = Jobs(settings, self.db)
+        self.reaper = Reaper(self.jobs, settings.job_reap_seconds)
         self.orgs = Organizations(self.db, self.authz)
         self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)
@@ -70,9 +73,11 @@ class App:
         self.mailer.start()
         self.api_keys.start()
         self.sweeper.start()
+        self.reaper.start()
         self.shared_metrics.start()
 
     async def stop(self) -> None:
+        await self.reaper.stop()
         await self.shared_metrics.stop()
         await self.sweeper.stop()
         await self.api_keys.stop()

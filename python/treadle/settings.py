@@ -51,6 +51,19 @@ class Settings:
     invitations_per_hour: int = 50
     smtp_url: str = ""
     mail_from: str = "treadle@localhost"
+    # jobs: a failed attempt waits job_backoff_seconds * 2**(attempt-1) (with jitter,
+    # at most job_backoff_max_seconds); expired leases are reaped this often.
+    job_backoff_seconds: float = 2.0
+    job_backoff_max_seconds: float = 3600.0
+    job_reap_seconds: float = 1.0
+    # live events: whether this process relays the outbox to Redis (one relays at a time),
+    # the stream's length bound, and per-process hub sizes.
+    event_relay: bool = True
+    event_stream_max: int = 100_000
+    event_ring_size: int = 10_000
+    event_queue_size: int = 1_000
+    event_keepalive_seconds: float = 15.0
+    event_outbox_keep_hours: int = 24
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.api import add_member, bearer, create_org, envelope, signup
 from tests.support.servers import Server
-from treadle.api import routes, scopes
+from treadle.api import jobs, routes, scopes
 
 SCOPED = [r for r in routes() if r.scope is not None]
 
@@ -61,7 +61,15 @@ def tenants(granian_server: Server) -> dict:
                 headers=bearer(victim),
             )
         )["data"]
+        job = envelope(
+            client.post(
+                "/v1/jobs",
+                json={"organization_id": org_b["id"], "type": "default"},
+                headers={**bearer(victim), "Idempotency-Key": "isolation"},
+            )
+        )["data"]
     return {
+        "job_b": job["id"],
         "key_b": api_key["id"],
         "invitation_b": invitation["id"],
         "attacker": attacker,
@@ -80,6 +88,8 @@ def _path(template: str, route_scope, t: dict) -> str:
         scopes.acl_entry: t["acl_b"],
         scopes.invitation: t["invitation_b"],
         scopes.api_key: t["key_b"],
+        scopes.job: t["job_b"],
+        jobs.worker_job: t["job_b"],
     }
     path = template.replace("{user_id}", t["user_b"])
     if "{id}" in path:
@@ -106,6 +116,11 @@ def _body(route, t: dict) -> dict | None:
         "ApiKeyPatch": {"name": "stolen"},
         "Rotate": {},
         "NewInvitation": {"organization_id": org_b, "email": "thief@example.test"},
+        "NewJob": {"organization_id": org_b, "type": "default"},
+        "Claim": {},
+        "Heartbeat": {},
+        "Completion": {},
+        "Failure": {"error_code": "stolen"},
         "NewAclEntry": {
             "organization_id": org_b,
             "resource_type": "x",
@@ -125,7 +140,7 @@ def test_other_tenants_resources_are_not_found(
     route, granian_server: Server, tenants: dict
 ) -> None:
     params = {}
-    if route.scope is scopes.organization_in_query:
+    if route.scope in (scopes.organization_in_query, scopes.caller_organization):
         params["organization_id"] = tenants["org_b"]
     with granian_server.client() as client:
         response = client.request(
@@ -149,8 +164,10 @@ def test_unknown_ids_are_the_same_404(route, granian_server: Server, tenants: di
         "acl_b": ghost,
         "invitation_b": ghost,
         "key_b": ghost,
+        "job_b": ghost,
     }
-    params = {"organization_id": ghost} if route.scope is scopes.organization_in_query else {}
+    in_query = (scopes.organization_in_query, scopes.caller_organization)
+    params = {"organization_id": ghost} if route.scope in in_query else {}
     with granian_server.client() as client:
         response = client.request(
             route.method,
@@ -172,4 +189,8 @@ def test_every_scoped_route_is_covered() -> None:
         scopes.acl_entry,
         scopes.invitation,
         scopes.api_key,
+        scopes.job,
+        scopes.caller_organization,
+        jobs.submission,
+        jobs.worker_job,
     }

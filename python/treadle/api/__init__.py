@@ -12,11 +12,14 @@ def routes() -> list[Route]:
         audit,
         auth,
         authz,
+        events,
         invitations,
+        jobs,
         me,
         meta,
         organizations,
         teams,
+        usage,
     )
 
     return [
@@ -30,4 +33,7 @@ def routes() -> list[Route]:
         *api_keys.ROUTES,
         *authz.ROUTES,
         *audit.ROUTES,
+        *jobs.ROUTES,
+        *usage.ROUTES,
+        *events.ROUTES,
     ]

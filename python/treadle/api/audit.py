@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from treadle.api import scopes
-from treadle.api.common import CURSOR_PARAMS, by_id_page, cursor_of
+from treadle.api.common import CURSOR_PARAMS, TIME_PARAMS, by_id_page, cursor_of, time_param
 from treadle.store import audit as audit_store
 from treadle.web.envelope import CursorPage
 from treadle.web.errors import ApiError
@@ -33,19 +33,6 @@ class AuditEntry(msgspec.Struct):
     created_at: datetime
 
 
-def _time(req: Request, name: str) -> datetime | None:
-    raw = req.query_value(name)
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError.validation(f"{name} must be an RFC 3339 time", f"query.{name}") from None
-    if value.tzinfo is None:
-        raise ApiError.validation(f"{name} needs a UTC offset, e.g. Z", f"query.{name}")
-    return value
-
-
 async def _page(req: Request, organization_id: UUID | None) -> CursorPage:
     limit, before_id = cursor_of(req)
     async with req.app.db.connection() as conn:
@@ -55,8 +42,8 @@ async def _page(req: Request, organization_id: UUID | None) -> CursorPage:
             actor_id=req.query_value("actor_id"),
             action=req.query_value("action"),
             target_id=req.query_value("target_id"),
-            since=_time(req, "since"),
-            until=_time(req, "until"),
+            since=time_param(req, "since"),
+            until=time_param(req, "until"),
             before_id=before_id,
             limit=limit,
         )
@@ -83,8 +70,7 @@ FILTERS = (
     Param("actor_id", "only this actor"),
     Param("action", "only this action, e.g. member.add"),
     Param("target_id", "only this target"),
-    Param("since", "from this time (RFC 3339)", {"type": "string", "format": "date-time"}),
-    Param("until", "before this time (RFC 3339)", {"type": "string", "format": "date-time"}),
+    *TIME_PARAMS,
 )
 
 ROUTES = [

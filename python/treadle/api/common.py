@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -129,3 +130,22 @@ def cursor_of(req: Request) -> tuple[int, int | None]:
 
 def by_id_page(rows: list[dict[str, Any]], limit: int) -> CursorPage:
     return CursorPage(rows, limit, str(rows[-1]["id"]) if len(rows) == limit else None)
+
+
+TIME_PARAMS = (
+    Param("since", "from this time (RFC 3339)", {"type": "string", "format": "date-time"}),
+    Param("until", "before this time (RFC 3339)", {"type": "string", "format": "date-time"}),
+)
+
+
+def time_param(req: Request, name: str) -> datetime | None:
+    raw = req.query_value(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError.validation(f"{name} must be an RFC 3339 time", f"query.{name}") from None
+    if value.tzinfo is None:
+        raise ApiError.validation(f"{name} needs a UTC offset, e.g. Z", f"query.{name}")
+    return value

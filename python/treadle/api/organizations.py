@@ -63,10 +63,26 @@ class Retention(msgspec.Struct, forbid_unknown_fields=True):
     authz_denial_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 90
 
 
+class JobType(msgspec.Struct, forbid_unknown_fields=True):
+    """A kind of job the organization runs: a job costs ``base_cost`` plus ``unit_cost``
+    per unit of its ``unit`` metric (estimated at submission from ``estimated_units``,
+    charged at completion from the usage its worker reports)."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    base_cost: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 0.0
+    unit_cost: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 0.0
+    unit: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")] = "units"
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=25)] = 3
+    lease_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
+
+
 class OrgSettings(msgspec.Struct, forbid_unknown_fields=True):
     branding: Branding = msgspec.field(default_factory=Branding)
     rate_limit_policies: list[RateLimitPolicy] = []
     retention: Retention = msgspec.field(default_factory=Retention)
+    job_types: Annotated[list[JobType], msgspec.Meta(min_length=1, max_length=200)] = msgspec.field(
+        default_factory=lambda: [JobType(name="default")]
+    )
 
 
 class Organization(msgspec.Struct):
@@ -153,11 +169,13 @@ async def get_settings(req: Request) -> Any:
 
 async def put_settings(req: Request) -> Any:
     body: OrgSettings = req.data
-    names = [p.name for p in body.rate_limit_policies]
-    if len(names) != len(set(names)):
-        raise ApiError.validation(
-            "rate_limit_policies names must be unique", "$.rate_limit_policies"
-        )
+    for field, items in (
+        ("rate_limit_policies", body.rate_limit_policies),
+        ("job_types", body.job_types),
+    ):
+        names = [item.name for item in items]
+        if len(names) != len(set(names)):
+            raise ApiError.validation(f"{field} names must be unique", f"$.{field}")
     return await req.app.orgs.put_settings(
         actor(req), req.scope.organization_id, msgspec.to_builtins(body)
     )

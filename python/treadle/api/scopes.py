@@ -15,6 +15,7 @@ from treadle.services.authz import Scope
 from treadle.store import acl as acl_store
 from treadle.store import api_keys as key_store
 from treadle.store import invitations as invitation_store
+from treadle.store import jobs as job_store
 from treadle.store import teams as team_store
 from treadle.store.db import Conn
 from treadle.web.errors import ApiError
@@ -74,3 +75,28 @@ async def invitation(req: Request) -> Scope:
 async def api_key(req: Request) -> Scope:
     org_id, key_id = await _owned(req, key_store.get, "API key")
     return Scope(org_id, "api_key", str(key_id))
+
+
+async def job(req: Request) -> Scope:
+    org_id, job_id = await _owned(req, job_store.get, "job")
+    return Scope(org_id, "job", str(job_id))
+
+
+async def caller_organization(req: Request) -> Scope:
+    """The organization an API key belongs to, or the one a user names in
+    ``?organization_id=`` (also what an ``organization_id`` in the body must match)."""
+    key_org = req.principal.organization_id
+    raw = req.query_value("organization_id")
+    if raw:
+        try:
+            org_id = UUID(raw)
+        except ValueError:
+            raise ApiError.not_found(f"no organization with id {raw!r}") from None
+    elif key_org is not None:
+        org_id = key_org
+    else:
+        raise ApiError.validation(
+            "organization_id query parameter is required for a signed-in user",
+            "query.organization_id",
+        )
+    return Scope(org_id, "organization", str(org_id))

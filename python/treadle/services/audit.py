@@ -8,6 +8,7 @@ from uuid import UUID
 
 from treadle.services.principal import Actor
 from treadle.store import audit as audit_store
+from treadle.store import events
 from treadle.store.db import Conn
 
 
@@ -22,9 +23,14 @@ async def record(
     after: Any = None,
     *,
     as_user: object = None,
+    event: bool = True,
 ) -> None:
     """Call inside the transaction of the change it describes. ``as_user`` names the
-    account acting when no one is signed in yet (signup, sign-in, password reset)."""
+    account acting when no one is signed in yet (signup, sign-in, password reset).
+
+    An organization's audited action is also a live event (topic: the action), unless
+    the caller emits a richer event of its own (``event=False``). The event names the
+    target but carries no before/after values: events reach viewers, audit rows do not."""
     principal = actor.principal
     if principal is not None:
         actor_id, principal_type = principal.id, principal.kind
@@ -46,6 +52,19 @@ async def record(
         ip=actor.ip,
         user_agent=actor.user_agent,
     )
+    if event and organization_id is not None:
+        await events.emit(
+            conn,
+            organization_id,
+            action,
+            {
+                "action": action,
+                "target_type": target_type,
+                "target_id": str(target_id),
+                "actor": {"id": actor_id, "type": principal_type},
+                "request_id": actor.request_id,
+            },
+        )
 
 
 def _plain(value: Any) -> Any:

@@ -20,9 +20,12 @@ from treadle.store import teams as team_store
 from treadle.store.db import Conn, Database
 from treadle.web.errors import ApiError
 
-_READ = ["org.read", "members.read", "teams.read", "settings.read"]
+_READ = ["org.read", "members.read", "teams.read", "settings.read", "jobs.read", "events.read"]
+_MEMBER = [*_READ, "jobs.submit", "jobs.manage"]
 _ADMIN = [
-    *_READ,
+    *_MEMBER,
+    "jobs:work",
+    "usage.read",
     "org.update",
     "settings.write",
     "members.manage",
@@ -39,7 +42,7 @@ _ADMIN = [
 ]
 ORG_ROLES: dict[str, list[str]] = {
     "viewer": _READ,
-    "member": _READ,
+    "member": _MEMBER,
     "admin": _ADMIN,
     # "*" grants everything; the owner-only actions are named so they show in permissions.
     "owner": ["*", "org.archive", "members.owners"],

@@ -69,6 +69,7 @@ class Idempotency:
         target = req.path + ("?" + req.query_string if req.query_string else "")
         body = await req.body(self.max_body)
         fingerprint = _core.fingerprint(req.method, target, body, req.headers.get("content-type"))
+        req.idempotency = (key, fingerprint)
         stored = await self._stored(principal, key)
         if stored is not None:
             return _replay(stored, fingerprint)
@@ -126,13 +127,18 @@ class Idempotency:
             )
 
 
-def _replay(stored: dict[str, Any], fingerprint: str) -> Response:
-    if not _core.constant_time_eq(stored["fingerprint"].encode(), fingerprint.encode()):
+def check_same(stored_fingerprint: str, fingerprint: str) -> None:
+    """422 unless the request is the one first sent with this Idempotency-Key."""
+    if not _core.constant_time_eq(stored_fingerprint.encode(), fingerprint.encode()):
         raise ApiError(
             422,
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different request; use a new key",
         )
+
+
+def _replay(stored: dict[str, Any], fingerprint: str) -> Response:
+    check_same(stored["fingerprint"], fingerprint)
     return Response(
         stored["status"],
         bytes(stored["body"]),

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from treadle import clock
+from treadle import clock, encoding
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 
@@ -78,7 +78,8 @@ def encode(req: Request, status: int, data: Any, error: ApiError | None = None) 
             if error is None
             else {"code": error.code, "message": error.message, "details": error.details},
             "links": links,
-        }
+        },
+        default=encoding.default,
     )
 
 

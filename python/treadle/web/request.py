@@ -46,6 +46,7 @@ class Request:
         "correlation_id",
         "data",
         "headers",
+        "idempotency",
         "method",
         "params",
         "path",
@@ -88,6 +89,9 @@ class Request:
         self.scope: Any = None
         # Headers every answer to this request carries (the rate-limit fields).
         self.response_headers: list[tuple[str, str]] = []
+        # Set by the idempotency step: (Idempotency-Key, request fingerprint), for handlers
+        # that store them with what they create so that a retry after a crash finds it.
+        self.idempotency: tuple[str, str] | None = None
 
     async def body(self, limit: int) -> bytes:
         if self._body is None:

@@ -1,0 +1,390 @@
+"""Jobs: submission and management by API consumers, and the protocol external workers
+speak (claim, heartbeat, complete, fail)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+
+from treadle.api import scopes
+from treadle.api.common import (
+    CURSOR_PARAMS,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    TIME_PARAMS,
+    actor,
+    path_id,
+    time_param,
+)
+from treadle.services.authz import Scope
+from treadle.store.jobs import STATUSES
+from treadle.web.envelope import CursorPage
+from treadle.web.errors import ApiError
+from treadle.web.request import Request
+from treadle.web.routing import Param, Route
+
+# Workers whose API key carries this scope claim jobs of every organization.
+ANY_ORGANIZATION = "jobs:work:any"
+
+TypeName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+Metric = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
+LeaseSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
+Labels = Annotated[
+    dict[
+        Annotated[str, msgspec.Meta(min_length=1, max_length=64)],
+        Annotated[str, msgspec.Meta(max_length=256)],
+    ],
+    msgspec.Meta(max_length=50),
+]
+
+
+class NewJob(msgspec.Struct, forbid_unknown_fields=True):
+    type: TypeName
+    input: dict[str, Any] = {}
+    # Required for a signed-in user; an API key submits to its own organization.
+    organization_id: UUID | None = None
+    team_id: UUID | None = None
+    priority: Annotated[int, msgspec.Meta(ge=-100, le=100)] = 0
+    # How much of the type's priced unit the job is expected to use: the estimate's base.
+    estimated_units: Annotated[float, msgspec.Meta(ge=0, le=1e12)] = 1.0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=25)] | None = None
+    lease_seconds: LeaseSeconds | None = None
+    labels: Labels = {}
+
+
+class Claim(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+    types: Annotated[list[TypeName], msgspec.Meta(min_length=1, max_length=50)] | None = None
+    lease_seconds: LeaseSeconds | None = None
+
+
+class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
+    lease_seconds: LeaseSeconds | None = None
+
+
+class UsageItem(msgspec.Struct, forbid_unknown_fields=True):
+    metric: Metric
+    quantity: Annotated[float, msgspec.Meta(ge=0, le=1e15)]
+
+
+class Completion(msgspec.Struct, forbid_unknown_fields=True):
+    result: Any = None
+    usage: Annotated[list[UsageItem], msgspec.Meta(max_length=100)] = []
+    artifact_url: (
+        Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^(https?|s3|gs)://[^\s]+$")] | None
+    ) = None
+
+
+class Failure(msgspec.Struct, forbid_unknown_fields=True):
+    error_code: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.]{0,63}$")]
+    error_message: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+    # False: the failure will not go away by retrying, so the job is dead at once.
+    retryable: bool = True
+
+
+class Pricing(msgspec.Struct):
+    base_cost: float
+    unit_cost: float
+    unit: str
+
+
+class Job(msgspec.Struct):
+    id: UUID
+    organization_id: UUID
+    team_id: UUID | None
+    type: str
+    status: str
+    priority: int
+    input: dict[str, Any]
+    labels: dict[str, str]
+    estimated_units: float
+    pricing: Pricing
+    cost_estimate: float
+    cost: float | None
+    attempts: int
+    max_attempts: int
+    lease_seconds: int
+    next_attempt_at: datetime | None
+    lease_expires_at: datetime | None
+    worker: str | None
+    result: Any
+    artifact_url: str | None
+    error_code: str | None
+    error_message: str | None
+    submitted_by: str
+    api_key_id: UUID | None
+    queued_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    canceled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class UsageRecord(msgspec.Struct):
+    id: int
+    organization_id: UUID
+    team_id: UUID | None
+    principal_id: str | None
+    api_key_id: UUID | None
+    job_id: UUID | None
+    job_type: str | None
+    metric: str
+    quantity: float
+    cost: float
+    recorded_at: datetime
+
+
+class JobUsage(msgspec.Struct):
+    job_id: UUID
+    cost_estimate: float
+    cost: float | None
+    records: list[UsageRecord]
+
+
+async def submission(req: Request) -> Scope:
+    org_id = req.data.organization_id or req.principal.organization_id
+    if org_id is None:
+        raise ApiError.validation(
+            "organization_id is required when a signed-in user submits", "$.organization_id"
+        )
+    return Scope(org_id, "organization", str(org_id))
+
+
+async def worker_job(req: Request) -> Scope:
+    """A worker acting on a job it leased: a cross-organization worker is checked in its
+    own organization (the lease, checked next, ties it to the job)."""
+    if ANY_ORGANIZATION in req.principal.scopes:
+        org_id = req.principal.organization_id
+        return Scope(org_id, "organization", str(org_id))
+    return await scopes.job(req)
+
+
+async def submit(req: Request) -> Any:
+    body: NewJob = req.data
+    fields = msgspec.structs.asdict(body)
+    del fields["organization_id"]
+    job, existed = await req.app.jobs.submit(
+        actor(req), req.scope.organization_id, fields, req.idempotency
+    )
+    if existed:
+        req.response_headers.append(("idempotent-replayed", "true"))
+    return job
+
+
+async def list_jobs(req: Request) -> Any:
+    raw_limit = req.query_value("limit") or str(DEFAULT_LIMIT)
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise ApiError.validation(f"limit must be between 1 and {MAX_LIMIT}", "query.limit")
+    limit = int(raw_limit)
+    statuses = _statuses(req.query_value("status"))
+    rows = await req.app.jobs.in_org(
+        req.scope.organization_id,
+        limit,
+        before=_cursor(req.query_value("cursor")),
+        statuses=statuses,
+        job_type=req.query_value("type") or None,
+        created_after=time_param(req, "since"),
+        created_before=time_param(req, "until"),
+    )
+    last = rows[-1] if len(rows) == limit else None
+    return CursorPage(rows, limit, _cursor_of(last) if last else None)
+
+
+def _statuses(raw: str | None) -> list[str] | None:
+    if not raw:
+        return None
+    wanted = raw.split(",")
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown:
+        raise ApiError.validation(
+            f"unknown status {unknown[0]!r}; use one or more of {', '.join(STATUSES)}",
+            "query.status",
+        )
+    return wanted
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _cursor_of(job: dict[str, Any]) -> str:
+    micros = (job["created_at"] - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{job['id'].hex}"
+
+
+def _cursor(raw: str | None) -> tuple[datetime, UUID] | None:
+    if not raw:
+        return None
+    micros, _, ident = raw.partition(".")
+    try:
+        return _EPOCH + timedelta(microseconds=int(micros)), UUID(hex=ident)
+    except ValueError:
+        raise ApiError.validation(
+            "cursor must be the next_cursor of a previous page", "query.cursor"
+        ) from None
+
+
+async def get(req: Request) -> Any:
+    return await req.app.jobs.get(path_id(req))
+
+
+async def cancel(req: Request) -> Any:
+    return await req.app.jobs.cancel(actor(req), path_id(req))
+
+
+async def retry(req: Request) -> Any:
+    return await req.app.jobs.retry(actor(req), path_id(req))
+
+
+async def usage(req: Request) -> Any:
+    return await req.app.jobs.usage(path_id(req))
+
+
+async def claim(req: Request) -> Any:
+    body: Claim = req.data
+    principal = req.principal
+    everywhere = ANY_ORGANIZATION in principal.scopes
+    return await req.app.jobs.claim(
+        principal.subject,
+        body.limit,
+        None if everywhere else req.scope.organization_id,
+        body.types,
+        body.lease_seconds,
+    )
+
+
+async def heartbeat(req: Request) -> Any:
+    body: Heartbeat = req.data
+    return await req.app.jobs.heartbeat(req.principal.subject, path_id(req), body.lease_seconds)
+
+
+async def complete(req: Request) -> Any:
+    body: Completion = req.data
+    return await req.app.jobs.complete(
+        req.principal.subject,
+        path_id(req),
+        body.result,
+        [msgspec.structs.asdict(u) for u in body.usage],
+        body.artifact_url,
+    )
+
+
+async def fail(req: Request) -> Any:
+    body: Failure = req.data
+    return await req.app.jobs.fail(
+        req.principal.subject, path_id(req), body.error_code, body.error_message, body.retryable
+    )
+
+
+JOB = "/v1/jobs/{id}"
+LIST_FILTERS = (
+    *CURSOR_PARAMS,
+    Param("status", f"only these statuses, comma separated: {', '.join(STATUSES)}"),
+    Param("type", "only this job type"),
+    *TIME_PARAMS,
+    Param("organization_id", "the organization (signed-in users; an API key has its own)"),
+)
+
+
+def _job_route(method: str, suffix: str, handler: Any, summary: str, **kw: Any) -> Route:
+    return Route(method, JOB + suffix, handler, summary, "jobs", auth="any", response=Job, **kw)
+
+
+ROUTES = [
+    Route(
+        "POST",
+        "/v1/jobs",
+        submit,
+        "Submit a job (Idempotency-Key required); answers with its cost estimate",
+        "jobs",
+        auth="any",
+        body=NewJob,
+        response=Job,
+        status=201,
+        idempotency="required",
+        permission="jobs.submit",
+        scope=submission,
+    ),
+    Route(
+        "GET",
+        "/v1/jobs",
+        list_jobs,
+        "Jobs of the organization, newest first",
+        "jobs",
+        auth="any",
+        response=list[Job],
+        params=LIST_FILTERS,
+        permission="jobs.read",
+        scope=scopes.caller_organization,
+    ),
+    Route(
+        "POST",
+        "/v1/jobs/claim",
+        claim,
+        "Workers: lease up to `limit` ready jobs, fairly across organizations",
+        "jobs",
+        auth="any",
+        body=Claim,
+        response=list[Job],
+        permission="jobs:work",
+        scope=scopes.caller_organization,
+    ),
+    _job_route("GET", "", get, "One job", permission="jobs.read", scope=scopes.job),
+    _job_route(
+        "POST",
+        "/cancel",
+        cancel,
+        "Cancel a queued or running job",
+        permission="jobs.manage",
+        scope=scopes.job,
+    ),
+    _job_route(
+        "POST",
+        "/retry",
+        retry,
+        "Queue a dead or canceled job again",
+        permission="jobs.manage",
+        scope=scopes.job,
+    ),
+    Route(
+        "GET",
+        JOB + "/usage",
+        usage,
+        "What the job used and cost",
+        "jobs",
+        auth="any",
+        response=JobUsage,
+        permission="jobs.read",
+        scope=scopes.job,
+    ),
+    _job_route(
+        "POST",
+        "/heartbeat",
+        heartbeat,
+        "Workers: extend the lease on a job you hold",
+        body=Heartbeat,
+        permission="jobs:work",
+        scope=worker_job,
+    ),
+    _job_route(
+        "POST",
+        "/complete",
+        complete,
+        "Workers: finish a job with its result and usage",
+        body=Completion,
+        permission="jobs:work",
+        scope=worker_job,
+    ),
+    _job_route(
+        "POST",
+        "/fail",
+        fail,
+        "Workers: report a failed attempt (retried with backoff until max_attempts, then dead)",
+        body=Failure,
+        permission="jobs:work",
+        scope=worker_job,
+    ),
+]

@@ -1,0 +1,380 @@
+"""Jobs: submitted by API consumers, leased to external workers, metered when done.
+
+Every state change is one transaction that also writes the job's event to the outbox
+(and, at completion, its usage records), so what a caller was told has happened is what
+PostgreSQL holds, and subscribers hear of it even if the process dies right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from treadle.background import Background
+from treadle.services import audit
+from treadle.services.idempotency import check_same
+from treadle.services.principal import Actor
+from treadle.settings import Settings
+from treadle.store import events
+from treadle.store import jobs as job_store
+from treadle.store import orgs as org_store
+from treadle.store import teams as team_store
+from treadle.store import usage as usage_store
+from treadle.store.db import Conn, Database
+from treadle.store.jobs import NOW
+from treadle.web.errors import ApiError
+
+log = logging.getLogger("treadle.jobs")
+
+Row = dict[str, Any]
+DEFAULT_TYPE: Row = {
+    "name": "default",
+    "base_cost": 0,
+    "unit_cost": 0,
+    "unit": "units",
+    "max_attempts": 3,
+    "lease_seconds": 60,
+}
+# The usage metric that carries a job's base price.
+JOB_METRIC = "jobs"
+REAP_BATCH = 500
+_HIDDEN = ("idempotency_key", "fingerprint", "lease_owner", "run_after")
+
+
+def public_job(row: Row) -> Row:
+    job = {k: v for k, v in row.items() if k not in _HIDDEN}
+    job["worker"] = row["lease_owner"]
+    job["next_attempt_at"] = row["run_after"] if row["status"] == "queued" else None
+    return job
+
+
+def _summary(row: Row) -> Row:
+    """What a job event carries: the job without its input and result, which may be large."""
+    return {k: v for k, v in public_job(row).items() if k not in ("input", "result")}
+
+
+def job_type(settings: Row, name: str) -> Row:
+    """The organization's pricing and defaults for ``name``; 400 for a type it lacks."""
+    types: dict[str, Row] = {t["name"]: t for t in settings.get("job_types") or [DEFAULT_TYPE]}
+    if name not in types:
+        known = ", ".join(sorted(types)) or "none"
+        raise ApiError.validation(
+            f"unknown job type {name!r}; this organization's job types are: {known}"
+            " (define more in the organization settings, job_types)",
+            "$.type",
+        )
+    return types[name]
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Seconds before attempt ``attempt + 1``: exponential, with half of it random so that
+    jobs failed together do not come back together."""
+    ceiling = min(cap, base * 2.0 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Jobs:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    # -- API consumers -------------------------------------------------------------------
+
+    async def submit(
+        self, actor: Actor, org_id: UUID, fields: Row, idempotency: tuple[str, str] | None
+    ) -> tuple[Row, bool]:
+        """The new job, and whether it already existed (a retry after a crash)."""
+        principal = actor.signed_in
+        key, fingerprint = idempotency or (None, None)
+        async with self.db.transaction() as conn:
+            org = await org_store.get(conn, org_id)
+            assert org is not None
+            kind = job_type(org["settings"], fields["type"])
+            if fields["team_id"] is not None:
+                team = await team_store.get(conn, fields["team_id"])
+                if team is None or team["organization_id"] != org_id:
+                    raise ApiError.validation(
+                        f"no team {fields['team_id']} in this organization", "$.team_id"
+                    )
+            pricing = {k: kind[k] for k in ("base_cost", "unit_cost", "unit")}
+            units = Decimal(str(fields["estimated_units"]))
+            row = await job_store.insert(
+                conn,
+                {
+                    **fields,
+                    "id": uuid.uuid4(),
+                    "organization_id": org_id,
+                    "pricing": pricing,
+                    "cost_estimate": _price(pricing, units),
+                    "max_attempts": fields["max_attempts"] or kind["max_attempts"],
+                    "lease_seconds": fields["lease_seconds"] or kind["lease_seconds"],
+                    "submitted_by": principal.subject,
+                    "api_key_id": principal.id if principal.kind == "api_key" else None,
+                    "idempotency_key": key,
+                    "fingerprint": fingerprint,
+                },
+            )
+            if row is None:
+                assert key is not None and fingerprint is not None
+                found = await job_store.by_idempotency_key(conn, org_id, principal.subject, key)
+                assert found is not None
+                check_same(found["fingerprint"], fingerprint)
+                return public_job(found), True
+            await self._event(conn, row, "job.queued")
+        return public_job(row), False
+
+    async def get(self, job_id: UUID) -> Row:
+        async with self.db.connection() as conn:
+            row = await job_store.get(conn, job_id)
+        if row is None:
+            raise ApiError.not_found(f"no job with id {job_id}")
+        return public_job(row)
+
+    async def in_org(self, org_id: UUID, limit: int, **filters: Any) -> list[Row]:
+        async with self.db.connection() as conn:
+            rows = await job_store.in_org(conn, org_id, limit, **filters)
+        return [public_job(r) for r in rows]
+
+    async def cancel(self, actor: Actor, job_id: UUID) -> Row:
+        async with self.db.transaction() as conn:
+            job = await self._locked(conn, job_id)
+            if job["status"] in job_store.FINAL:
+                raise ApiError.conflict(
+                    f"this job is already {job['status']}", status=job["status"]
+                )
+            after = await job_store.update(
+                conn,
+                job_id,
+                {
+                    "status": "canceled",
+                    "canceled_at": NOW,
+                    "completed_at": NOW,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                },
+            )
+            await self._audit(conn, actor, job, after, "cancel")
+        return public_job(after)
+
+    async def retry(self, actor: Actor, job_id: UUID) -> Row:
+        """A dead or canceled job back in the queue, with its attempts counted afresh."""
+        async with self.db.transaction() as conn:
+            job = await self._locked(conn, job_id)
+            if job["status"] not in ("dead", "canceled"):
+                raise ApiError.conflict(
+                    f"only a dead or canceled job can be retried; this one is {job['status']}",
+                    status=job["status"],
+                )
+            after = await job_store.update(
+                conn,
+                job_id,
+                {
+                    "status": "queued",
+                    "attempts": 0,
+                    "run_after": NOW,
+                    "queued_at": NOW,
+                    "started_at": None,
+                    "completed_at": None,
+                    "canceled_at": None,
+                    "error_code": None,
+                    "error_message": None,
+                },
+            )
+            await self._audit(conn, actor, job, after, "retry")
+        return public_job(after)
+
+    async def usage(self, job_id: UUID) -> Row:
+        async with self.db.connection() as conn:
+            job = await job_store.get(conn, job_id)
+            assert job is not None
+            records = await usage_store.of_job(conn, job_id)
+        return {
+            "job_id": job_id,
+            "cost_estimate": job["cost_estimate"],
+            "cost": job["cost"],
+            "records": records,
+        }
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker: str,
+        limit: int,
+        org_id: UUID | None,
+        types: list[str] | None,
+        lease_seconds: int | None,
+    ) -> list[Row]:
+        async with self.db.transaction() as conn:
+            rows = await job_store.claim(conn, worker, limit, org_id, types, lease_seconds)
+            for row in rows:
+                await self._event(conn, row, "job.running")
+        return [public_job(r) for r in rows]
+
+    async def heartbeat(self, worker: str, job_id: UUID, lease_seconds: int | None) -> Row:
+        async with self.db.transaction() as conn:
+            job = await self._leased(conn, worker, job_id)
+            row = await job_store.extend_lease(conn, job_id, lease_seconds or job["lease_seconds"])
+        assert row is not None
+        return public_job(row)
+
+    async def complete(
+        self, worker: str, job_id: UUID, result: Any, usage: list[Row], artifact_url: str | None
+    ) -> Row:
+        """Done: the result stored, the usage metered and the job's cost settled."""
+        async with self.db.transaction() as conn:
+            job = await self._leased(conn, worker, job_id)
+            records = _usage_records(job, usage)
+            after = await job_store.update(
+                conn,
+                job_id,
+                {
+                    "status": "succeeded",
+                    "result": result,
+                    "artifact_url": artifact_url,
+                    "cost": sum((r["cost"] for r in records), Decimal(0)),
+                    "completed_at": NOW,
+                    "lease_expires_at": None,
+                    "error_code": None,
+                    "error_message": None,
+                },
+            )
+            await usage_store.insert(conn, records)
+            await self._event(conn, after, "job.succeeded")
+        return public_job(after)
+
+    async def fail(
+        self, worker: str, job_id: UUID, code: str, message: str, retryable: bool
+    ) -> Row:
+        """A failed attempt: back in the queue after a backoff, or dead when attempts are
+        spent (or the worker says retrying cannot help)."""
+        async with self.db.transaction() as conn:
+            job = await self._leased(conn, worker, job_id)
+            error = {"error_code": code, "error_message": message}
+            if retryable and job["attempts"] < job["max_attempts"]:
+                delay = backoff(
+                    job["attempts"],
+                    self.settings.job_backoff_seconds,
+                    self.settings.job_backoff_max_seconds,
+                )
+                after = await job_store.requeue_later(conn, job_id, delay, error)
+                await self._event(conn, after, "job.failed")
+            else:
+                after = await job_store.update(
+                    conn,
+                    job_id,
+                    {**error, "status": "dead", "completed_at": NOW, "lease_expires_at": None},
+                )
+                await self._event(conn, after, "job.dead")
+        return public_job(after)
+
+    async def reap(self) -> int:
+        """Requeue (or bury) jobs whose worker stopped heartbeating; how many."""
+        async with self.db.transaction() as conn:
+            rows = await job_store.reap(conn, REAP_BATCH)
+            for row in rows:
+                await self._event(
+                    conn, row, "job.dead" if row["status"] == "dead" else "job.requeued"
+                )
+        return len(rows)
+
+    # -- shared --------------------------------------------------------------------------
+
+    async def _locked(self, conn: Conn, job_id: UUID) -> Row:
+        job = await job_store.get(conn, job_id, lock=True)
+        if job is None:
+            raise ApiError.not_found(f"no job with id {job_id}")
+        return job
+
+    async def _leased(self, conn: Conn, worker: str, job_id: UUID) -> Row:
+        """The job, locked, if ``worker`` holds its live lease; 409 saying why not otherwise."""
+        job = await self._locked(conn, job_id)
+        if job["status"] != "running":
+            raise ApiError.conflict(
+                f"this job is {job['status']}, not running: its lease is gone"
+                + (
+                    " (the worker missed its heartbeat)"
+                    if job["error_code"] == "lease_expired"
+                    else ""
+                ),
+                status=job["status"],
+            )
+        if job["lease_owner"] != worker:
+            raise ApiError.conflict("another worker holds this job's lease", status=job["status"])
+        return job
+
+    async def _event(self, conn: Conn, row: Row, topic: str) -> None:
+        await events.emit(conn, row["organization_id"], topic, _summary(row), job_id=row["id"])
+
+    async def _audit(self, conn: Conn, actor: Actor, before: Row, after: Row, action: str) -> None:
+        await audit.record(
+            conn,
+            actor,
+            before["organization_id"],
+            f"job.{action}",
+            "job",
+            before["id"],
+            {"status": before["status"]},
+            {"status": after["status"]},
+            event=False,
+        )
+        await self._event(conn, after, "job.canceled" if action == "cancel" else "job.retried")
+
+
+def _price(pricing: Row, units: Decimal) -> Decimal:
+    return Decimal(str(pricing["base_cost"])) + Decimal(str(pricing["unit_cost"])) * units
+
+
+def _usage_records(job: Row, usage: list[Row]) -> list[Row]:
+    """The job's base price as one ``jobs`` record, then each metric the worker reported;
+    only the type's priced unit costs anything beyond the base."""
+    pricing = job["pricing"]
+    common = {
+        "organization_id": job["organization_id"],
+        "team_id": job["team_id"],
+        "principal_id": job["submitted_by"],
+        "api_key_id": job["api_key_id"],
+        "job_id": job["id"],
+        "job_type": job["type"],
+    }
+    records = [
+        {
+            **common,
+            "metric": JOB_METRIC,
+            "quantity": Decimal(1),
+            "cost": Decimal(str(pricing["base_cost"])),
+        }
+    ]
+    for item in usage:
+        quantity = Decimal(str(item["quantity"]))
+        unit_cost = Decimal(str(pricing["unit_cost"])) if item["metric"] == pricing["unit"] else 0
+        records.append(
+            {**common, "metric": item["metric"], "quantity": quantity, "cost": quantity * unit_cost}
+        )
+    return records
+
+
+class Reaper(Background):
+    """Puts back in the queue the jobs whose lease ran out, every few seconds."""
+
+    def __init__(self, jobs: Jobs, interval: float) -> None:
+        self.jobs = jobs
+        self.interval = interval
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                while await self.jobs.reap() == REAP_BATCH:
+                    pass
+            except (psycopg.Error, ApiError):
+                pass  # PostgreSQL away: the next round catches up.
+            except Exception:
+                log.exception("reaping expired leases failed")

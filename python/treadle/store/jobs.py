@@ -1,0 +1,196 @@
+"""Jobs: submission, the worker lease protocol, and the listing queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from treadle.store.db import Conn
+
+Row = dict[str, Any]
+STATUSES = ("queued", "running", "succeeded", "dead", "canceled")
+# The job stays claimable only through the queue; these end it.
+FINAL = ("succeeded", "dead", "canceled")
+# A value for ``update`` meaning the database's current time.
+NOW = object()
+
+
+async def get(conn: Conn, job_id: UUID, *, lock: bool = False) -> Row | None:
+    cur = await conn.execute(
+        "SELECT * FROM jobs WHERE id = %s" + (" FOR UPDATE" if lock else ""), (job_id,)
+    )
+    return await cur.fetchone()
+
+
+async def insert(conn: Conn, job: Row) -> Row | None:
+    """The new job, or None when the submitter already used this Idempotency-Key."""
+    values = {k: Jsonb(v) if k in ("input", "labels", "pricing") else v for k, v in job.items()}
+    columns = ", ".join(values)
+    cur = await conn.execute(
+        f"INSERT INTO jobs ({columns}) VALUES ({', '.join(['%s'] * len(values))})"
+        " ON CONFLICT (organization_id, submitted_by, idempotency_key) DO NOTHING RETURNING *",
+        tuple(values.values()),
+    )
+    return await cur.fetchone()
+
+
+async def by_idempotency_key(conn: Conn, org_id: UUID, submitted_by: str, key: str) -> Row | None:
+    cur = await conn.execute(
+        "SELECT * FROM jobs WHERE organization_id = %s AND submitted_by = %s"
+        " AND idempotency_key = %s",
+        (org_id, submitted_by, key),
+    )
+    return await cur.fetchone()
+
+
+async def in_org(
+    conn: Conn,
+    org_id: UUID,
+    limit: int,
+    before: tuple[datetime, UUID] | None,
+    statuses: list[str] | None,
+    job_type: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+) -> list[Row]:
+    """A page of the organization's jobs, newest first, after the cursor ``before``."""
+    where = ["organization_id = %s"]
+    args: list[Any] = [org_id]
+    if before is not None:
+        where.append("(created_at, id) < (%s, %s)")
+        args.extend(before)
+    if statuses:
+        where.append("status = ANY(%s)")
+        args.append(statuses)
+    if job_type is not None:
+        where.append("type = %s")
+        args.append(job_type)
+    if created_after is not None:
+        where.append("created_at >= %s")
+        args.append(created_after)
+    if created_before is not None:
+        where.append("created_at < %s")
+        args.append(created_before)
+    cur = await conn.execute(
+        f"SELECT * FROM jobs WHERE {' AND '.join(where)}"
+        " ORDER BY created_at DESC, id DESC LIMIT %s",
+        (*args, limit),
+    )
+    return await cur.fetchall()
+
+
+# Fair across organizations: each organization's ready jobs are ranked (best first) and
+# the claim takes rank 1 of every organization before any rank 2, so a backlog of
+# thousands in one organization waits its turn behind a single job of another. Ties
+# between organizations are broken at random. Rows another worker has locked are skipped.
+_CLAIM = """
+WITH orgs AS (
+    SELECT DISTINCT organization_id FROM jobs
+    WHERE status = 'queued' AND run_after <= now()
+      AND (%(org)s::uuid IS NULL OR organization_id = %(org)s::uuid)
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+), picked AS (
+    SELECT ranked.id FROM orgs CROSS JOIN LATERAL (
+        SELECT ready.id, row_number() OVER () AS rank FROM (
+            SELECT id FROM jobs
+            WHERE organization_id = orgs.organization_id
+              AND status = 'queued' AND run_after <= now()
+              AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+            ORDER BY priority DESC, run_after, id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ) ready
+    ) ranked
+    ORDER BY ranked.rank, random()
+    LIMIT %(limit)s
+)
+UPDATE jobs SET
+    status = 'running',
+    attempts = jobs.attempts + 1,
+    lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => coalesce(%(lease)s, jobs.lease_seconds)),
+    started_at = coalesce(jobs.started_at, now()),
+    updated_at = now()
+FROM picked WHERE jobs.id = picked.id
+RETURNING jobs.*
+"""
+
+
+async def claim(
+    conn: Conn,
+    owner: str,
+    limit: int,
+    org_id: UUID | None,
+    types: list[str] | None,
+    lease_seconds: int | None,
+) -> list[Row]:
+    """Lease up to ``limit`` ready jobs to ``owner`` (of ``org_id``, or of every
+    organization when None)."""
+    cur = await conn.execute(
+        _CLAIM,
+        {"org": org_id, "types": types, "limit": limit, "owner": owner, "lease": lease_seconds},
+    )
+    rows = await cur.fetchall()
+    rows.sort(key=lambda r: (r["run_after"], r["id"]))
+    return rows
+
+
+async def extend_lease(conn: Conn, job_id: UUID, lease_seconds: int) -> Row | None:
+    cur = await conn.execute(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => %s),"
+        " updated_at = now() WHERE id = %s RETURNING *",
+        (lease_seconds, job_id),
+    )
+    return await cur.fetchone()
+
+
+async def update(conn: Conn, job_id: UUID, changes: Row) -> Row:
+    """Set ``changes`` (column -> value, or ``NOW`` for the database's time)."""
+    sets, args = [], []
+    for column, value in changes.items():
+        if value is NOW:
+            sets.append(f"{column} = now()")
+        else:
+            sets.append(f"{column} = %s")
+            args.append(Jsonb(value) if column == "result" else value)
+    cur = await conn.execute(
+        f"UPDATE jobs SET {', '.join(sets)}, updated_at = now() WHERE id = %s RETURNING *",
+        (*args, job_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def requeue_later(conn: Conn, job_id: UUID, delay: float, changes: Row) -> Row:
+    """Back in the queue after ``delay`` seconds, lease released."""
+    cur = await conn.execute(
+        "UPDATE jobs SET status = 'queued', run_after = now() + make_interval(secs => %s),"
+        " lease_owner = NULL, lease_expires_at = NULL, error_code = %s, error_message = %s,"
+        " updated_at = now() WHERE id = %s RETURNING *",
+        (delay, changes["error_code"], changes["error_message"], job_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def reap(conn: Conn, limit: int) -> list[Row]:
+    """Jobs whose lease ran out: back to the queue at once, or dead when out of attempts."""
+    cur = await conn.execute(
+        "UPDATE jobs SET"
+        " status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,"
+        " completed_at = CASE WHEN attempts >= max_attempts THEN now() END,"
+        " run_after = now(), lease_owner = NULL, lease_expires_at = NULL,"
+        " error_code = 'lease_expired',"
+        " error_message = 'the worker stopped heartbeating before its lease ran out',"
+        " updated_at = now()"
+        " WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now()"
+        "  ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+        " RETURNING *",
+        (limit,),
+    )
+    return await cur.fetchall()
