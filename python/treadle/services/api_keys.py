@@ -24,6 +24,7 @@ from treadle.bus.invalidation import Invalidator
 from treadle.services import audit
 from treadle.services.principal import Actor, Principal
 from treadle.store import api_keys as key_store
+from treadle.store import usage as usage_store
 from treadle.store.db import Database
 from treadle.web.errors import ApiError
 
@@ -34,6 +35,8 @@ CACHE_SECONDS = 30.0
 NEGATIVE_CACHE_SECONDS = 5.0
 FLUSH_SECONDS = 1.0
 DEFAULT_GRACE_SECONDS = 24 * 3600
+# The usage metric of requests made with a key, recorded once per key and flush.
+API_REQUESTS = "api.requests"
 
 
 def public_key(row: Row) -> Row:
@@ -72,6 +75,7 @@ class ApiKeys(Background):
         # (key, day number since the epoch, route) -> requests; key -> last use (UNIX time)
         self._usage: Counter[tuple[UUID, int, str]] = Counter()
         self._last_used: dict[UUID, float] = {}
+        self._orgs: dict[UUID, UUID] = {}
 
     def hash(self, raw: str) -> str:
         return _core.keyed_hash(self.hash_key, raw.encode())
@@ -118,11 +122,12 @@ class ApiKeys(Background):
 
     # -- usage -------------------------------------------------------------------------
 
-    def count(self, key_id: UUID, route: str) -> None:
+    def count(self, key_id: UUID, org_id: UUID, route: str) -> None:
         """Count one request in memory; ``flush`` writes the counts in one statement."""
         now = time.time()
         self._usage[(key_id, int(now) // 86400, route)] += 1
         self._last_used[key_id] = now
+        self._orgs[key_id] = org_id
 
     async def flush(self) -> None:
         usage, self._usage = self._usage, Counter()
@@ -134,10 +139,25 @@ class ApiKeys(Background):
             (key, epoch + timedelta(days=day), route, n) for (key, day, route), n in usage.items()
         ]
         touched = {key: datetime.fromtimestamp(at, UTC) for key, at in last_used.items()}
+        per_key: Counter[UUID] = Counter()
+        for (key, _, _), n in usage.items():
+            per_key[key] += n
+        metered = [
+            {
+                "organization_id": self._orgs[key],
+                "principal_id": f"api_key:{key}",
+                "api_key_id": key,
+                "metric": API_REQUESTS,
+                "quantity": n,
+                "cost": 0,
+            }
+            for key, n in per_key.items()
+        ]
         try:
             async with self.db.transaction() as conn:
                 await key_store.add_usage(conn, rows)
                 await key_store.touch(conn, touched)
+                await usage_store.insert(conn, metered)
         except (psycopg.Error, ApiError):
             # Keep the counts for the next flush rather than lose them.
             self._usage.update(usage)

@@ -1,0 +1,7 @@
+"""placeholder"""
+
+from __future__ import annotations
+
+from treadle.web.routing import Route
+
+ROUTES: list[Route] = []
