@@ -177,3 +177,33 @@ def test_fifty_concurrent_retries_over_two_workers_create_one_thing(two_workers:
     assert len(created) == 1
     orgs = httpx.get(f"{two_workers.url}/v1/organizations", headers=bearer(owner)).json()
     assert [o["name"] for o in orgs["data"]] == ["Race"]
+
+
+def test_fifty_concurrent_job_submissions_over_two_workers_create_one_job(
+    two_workers: Server,
+) -> None:
+    import concurrent.futures
+    import uuid
+
+    with two_workers.client() as client:
+        owner = signup(client)
+        org = create_org(client, owner, "Jobs race")
+        issued = create_key(client, owner, org["id"], scopes=["jobs.submit", "jobs.read"])
+    key = {"Authorization": f"Bearer {issued['key']}"}
+    headers = {**key, "Idempotency-Key": str(uuid.uuid4())}
+
+    def post(_: int) -> httpx.Response:
+        # A fresh connection each, so both workers take a share.
+        return httpx.post(
+            f"{two_workers.url}/v1/jobs", json={"type": "default"}, headers=headers, timeout=30
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(post, range(50)))
+    statuses = [a.status_code for a in answers]
+    assert all(s < 500 for s in statuses), statuses
+    assert set(statuses) <= {201, 409}, statuses
+    created = {a.json()["data"]["id"] for a in answers if a.status_code == 201}
+    assert len(created) == 1
+    jobs = envelope(httpx.get(f"{two_workers.url}/v1/jobs", headers=key))["data"]
+    assert [j["id"] for j in jobs] == list(created)
