@@ -17,7 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from treadle import _core
+from treadle import _core, clock
 from treadle.cache import MISSING, TTLCache
 from treadle.settings import Settings
 from treadle.store import idempotency as idem_store
@@ -103,9 +103,9 @@ class Idempotency:
                 await self.redis.eval(_RELEASE, 1, lock, token)
 
     async def _stored(self, principal: str, key: str) -> dict[str, Any] | None:
-        cached = self.answers.get((principal, key))
-        if cached is not MISSING:
-            return cached  # type: ignore[return-value]
+        cached: Any = self.answers.get((principal, key))
+        if cached is not MISSING and cached["expires_at"] > clock.now():
+            return cached  # type: ignore[no-any-return]
         async with self.db.connection() as conn:
             row = await idem_store.get(conn, principal, key)
         if row is not None:

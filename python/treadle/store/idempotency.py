@@ -11,7 +11,7 @@ Row = dict[str, Any]
 
 async def get(conn: Conn, principal: str, key: str) -> Row | None:
     cur = await conn.execute(
-        "SELECT fingerprint, status, body, content_type FROM idempotency_keys"
+        "SELECT fingerprint, status, body, content_type, expires_at FROM idempotency_keys"
         " WHERE principal = %s AND key = %s AND expires_at > now()",
         (principal, key),
     )
