@@ -6,5 +6,6 @@ Install with `.venv/bin/pip install -e '.[load]'`. Point it only at a server you
 from __future__ import annotations
 
 from loadtest.scenarios.accounts import SignedInUser, TokenRefresher
+from loadtest.scenarios.jobs import JobConsumer
 
-__all__ = ["SignedInUser", "TokenRefresher"]
+__all__ = ["JobConsumer", "SignedInUser", "TokenRefresher"]

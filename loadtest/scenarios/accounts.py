@@ -9,7 +9,7 @@ from locust import HttpUser, between, task
 PASSWORD = "load test passphrase"
 
 
-def _signup(user: HttpUser) -> dict[str, str]:
+def signup(user: HttpUser) -> dict[str, str]:
     email = f"load-{secrets.token_hex(8)}@example.test"
     response = user.client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
     response.raise_for_status()
@@ -22,7 +22,7 @@ class SignedInUser(HttpUser):
     weight = 9
 
     def on_start(self) -> None:
-        self.session = _signup(self)
+        self.session = signup(self)
         self.client.headers["Authorization"] = f"Bearer {self.session['access_token']}"
 
     @task(20)
@@ -39,7 +39,7 @@ class TokenRefresher(HttpUser):
     weight = 1
 
     def on_start(self) -> None:
-        self.refresh_token = _signup(self)["refresh_token"]
+        self.refresh_token = signup(self)["refresh_token"]
 
     @task
     def refresh(self) -> None:
