@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from treadle.api import routes
+from treadle.bus.events import Events
 from treadle.bus.invalidation import Invalidator
 from treadle.bus.metrics import SharedMetrics
 from treadle.bus.redis import connect
@@ -46,7 +47,10 @@ class App:
         self.api_keys = ApiKeys(self.db, self.bus, self.sessions.hash_key)
         self.rate_limits = RateLimits(settings, self.db, self.redis, self.bus)
         self.idempotency = Idempotency(settings, self.db, self.redis)
-        self.sweeper = Sweeper(self.db, settings.retention_sweep_seconds)
+        self.sweeper = Sweeper(
+            self.db, settings.retention_sweep_seconds, settings.event_outbox_keep_hours
+        )
+        self.events = Events(settings, self.db, self.redis)
         self.jobs = Jobs(settings, self.db)
         self.reaper = Reaper(self.jobs, settings.job_reap_seconds)
         self.orgs = Organizations(self.db, self.authz)
@@ -77,8 +81,10 @@ class App:
         self.sweeper.start()
         self.reaper.start()
         self.shared_metrics.start()
+        await self.events.start()
 
     async def stop(self) -> None:
+        await self.events.stop()
         await self.reaper.stop()
         await self.shared_metrics.stop()
         await self.sweeper.stop()
@@ -144,4 +150,5 @@ def build_kernel(settings: Settings) -> Kernel:
     app.table = kernel.table
     kernel.on_startup.append(app.start)
     kernel.on_shutdown.append(app.stop)
+    kernel.on_stopping.append(app.events.stopping)
     return kernel

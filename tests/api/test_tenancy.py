@@ -107,6 +107,16 @@ def test_settings_round_trip_and_validation(client: httpx.Client) -> None:
         "branding": {"display_name": None, "logo_url": None, "primary_color": None},
         "rate_limit_policies": [],
         "retention": {"audit_log_days": 365, "authz_denial_days": 90},
+        "job_types": [
+            {
+                "name": "default",
+                "base_cost": 0.0,
+                "unit_cost": 0.0,
+                "unit": "units",
+                "max_attempts": 3,
+                "lease_seconds": 60,
+            }
+        ],
     }
     new = {"branding": {"display_name": "Acme", "primary_color": "#112233"}}
     put = client.put(path, json=new, headers=bearer(owner))
@@ -116,6 +126,12 @@ def test_settings_round_trip_and_validation(client: httpx.Client) -> None:
     )
     assert bad.status_code == 400
     assert envelope(bad)["error"]["details"]["path"] == "$.branding.logo_url"
+    twice = {"job_types": [{"name": "a"}, {"name": "a"}]}
+    dup = client.put(path, json=twice, headers=bearer(owner))
+    assert dup.status_code == 400
+    assert envelope(dup)["error"]["details"]["path"] == "$.job_types"
+    none = client.put(path, json={"job_types": []}, headers=bearer(owner))
+    assert envelope(none)["error"]["details"]["path"] == "$.job_types"
 
 
 def test_teams_and_team_roles(client: httpx.Client) -> None:

@@ -1,7 +1,268 @@
-"""placeholder"""
+"""Live events: Server-Sent Events per organization or per job, and a WebSocket.
+
+Both carry the same events with the same filters and resume rules; the event ids are the
+Redis stream ids (``1718000000000-0``), the same on every server process.
+"""
 
 from __future__ import annotations
 
-from treadle.web.routing import Route
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
 
-ROUTES: list[Route] = []
+import orjson
+
+from treadle._core import FanoutError, Subscription
+from treadle.api import scopes
+from treadle.bus.events import Events, Gap, Item
+from treadle.web.errors import ApiError
+from treadle.web.request import Request
+from treadle.web.response import Response
+from treadle.web.routing import Param, Route
+from treadle.web.websocket import Upgrade, WebSocket, WebSocketRequest
+
+SSE_HEADERS = [("cache-control", "no-cache"), ("x-accel-buffering", "no")]
+MAX_TOPICS = 50
+# A topic (team.create), a prefix ending in .* (job.*), or * for every topic.
+_TOPIC = re.compile(r"^(\*|[A-Za-z0-9_:-]{1,64}(\.[A-Za-z0-9_:-]{1,64}){0,8}(\.\*)?)$")
+_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_TOPIC_PREFIX = b'{"topic":"'
+# A WebSocket client that accepts nothing for this long is dropped.
+MIN_STALL_SECONDS = 10.0
+
+
+def _topics(req: Request) -> list[str] | None:
+    values = req.query.get("topic")
+    if values is None:
+        return None
+    topics = [t.strip() for value in values for t in value.split(",")]
+    for topic in topics:
+        if not _TOPIC.match(topic):
+            raise ApiError.validation(
+                f"topic {topic!r} is not a topic: give a topic (team.create), a prefix "
+                "ending in .* (job.*) or *; separate several with commas",
+                "query.topic",
+            )
+    if len(topics) > MAX_TOPICS:
+        raise ApiError.validation(f"give at most {MAX_TOPICS} topics", "query.topic")
+    return topics
+
+
+def _after(req: Request) -> str | None:
+    # EventSource sends Last-Event-ID on reconnect while the URL (and its ?after=) stays
+    # the same, so the header wins.
+    value, where = req.headers.get("last-event-id"), "header.Last-Event-ID"
+    if not value:
+        value, where = req.query_value("after"), "query.after"
+    if not value:
+        return None
+    if not _EVENT_ID.match(value):
+        raise ApiError.validation(
+            f"{where.split('.', 1)[1]} must be an event id like 1718000000000-0 "
+            f"(the id of the last event you received), not {value[:64]!r}",
+            where,
+        )
+    return value
+
+
+def _subscribe(req: Request, job_id: str | None) -> tuple[Subscription, str | None]:
+    topics, after = _topics(req), _after(req)
+    events: Events = req.app.events
+    try:
+        sub = events.subscribe(str(req.scope.organization_id), topics, job_id, after)
+    except FanoutError as exc:
+        raise ApiError.validation(f"{exc}; check topic and after", "query") from None
+    return sub, after
+
+
+# --- Server-Sent Events ------------------------------------------------------------------
+
+
+def _topic(payload: bytes) -> bytes:
+    # The payload starts with its topic (treadle.store.events.payload); parse only if not.
+    if payload.startswith(_TOPIC_PREFIX):
+        end = payload.find(b'"', len(_TOPIC_PREFIX))
+        topic = payload[len(_TOPIC_PREFIX) : end]
+        if end > 0 and b"\\" not in topic:
+            return topic
+    return str(orjson.loads(payload).get("topic") or "message").encode()
+
+
+def _sse(item: Item) -> bytes:
+    if item is None:
+        return b": keep-alive\n\n"
+    if isinstance(item, list):
+        return b"".join(
+            b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), _topic(payload), payload)
+            for event_id, payload in item
+        )
+    if isinstance(item, Gap):
+        return b"event: gap\ndata: %s\n\n" % orjson.dumps(_gap(item))
+    return b"event: error\ndata: %s\n\n" % orjson.dumps(
+        {"code": item.code, "message": item.message}
+    )
+
+
+def _gap(gap: Gap) -> dict[str, str]:
+    return {
+        "after": gap.after,
+        "message": f"events after {gap.after} were trimmed from history and are lost; "
+        "what follows is the oldest still held",
+    }
+
+
+async def _sse_stream(events: Events, sub: Subscription, after: str | None) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(events.listen(sub, after)) as items:
+        async for item in items:
+            yield _sse(item)
+
+
+def _sse_response(req: Request, job_id: str | None) -> Response:
+    sub, after = _subscribe(req, job_id)
+    return Response(
+        200,
+        headers=SSE_HEADERS,
+        content_type="text/event-stream",
+        stream=_sse_stream(req.app.events, sub, after),
+    )
+
+
+async def stream(req: Request) -> Response:
+    return _sse_response(req, None)
+
+
+async def job_stream(req: Request) -> Response:
+    return _sse_response(req, req.scope.resource_id)
+
+
+# --- WebSocket ---------------------------------------------------------------------------
+
+
+def _messages(item: Item) -> list[str]:
+    if item is None:
+        return ['{"type":"keep-alive"}']
+    if isinstance(item, list):
+        # The event's own JSON object, with the type and the stream id put in front.
+        return [
+            f'{{"type":"event","id":"{event_id}",{payload[1:].decode()}'
+            for event_id, payload in item
+        ]
+    if isinstance(item, Gap):
+        return [orjson.dumps({"type": "gap", **_gap(item)}).decode()]
+    return [orjson.dumps({"type": "error", "code": item.code, "message": item.message}).decode()]
+
+
+async def _write(ws: WebSocket, events: Events, sub: Subscription, after: str | None) -> None:
+    # The transport's send waits for the socket: a client that stops reading stalls it,
+    # its queue in the hub overflows meanwhile, and it gets slow_consumer once it reads.
+    stall = max(MIN_STALL_SECONDS, 2 * events.settings.event_keepalive_seconds)
+    async with contextlib.aclosing(events.listen(sub, after)) as items:
+        async for item in items:
+            for message in _messages(item):
+                await asyncio.wait_for(ws.send_text(message), stall)
+
+
+async def _until_closed(ws: WebSocket) -> None:
+    while await ws.receive() is not None:
+        pass  # messages from the client are not part of the protocol: ignored
+
+
+def _session(events: Events, sub: Subscription, after: str | None) -> Upgrade:
+    async def session(ws: WebSocket) -> None:
+        writer = asyncio.ensure_future(_write(ws, events, sub, after))
+        reader = asyncio.ensure_future(_until_closed(ws))
+        try:
+            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (writer, reader):
+                task.cancel()
+            await asyncio.gather(writer, reader, return_exceptions=True)
+            sub.close()
+
+    return Upgrade(session)
+
+
+async def websocket(req: Request) -> Response:
+    if not isinstance(req, WebSocketRequest):
+        raise ApiError.bad_request(
+            "GET /v1/events/ws is a WebSocket endpoint: connect with a WebSocket client "
+            "(Upgrade: websocket) to the Granian server; the Robyn server serves none. "
+            "GET /v1/events/stream carries the same events as Server-Sent Events"
+        )
+    sub, after = _subscribe(req, None)
+    return _session(req.app.events, sub, after)
+
+
+ORGANIZATION = Param(
+    "organization_id",
+    "The organization whose events to receive: required for a signed-in user; an API key "
+    "receives its own organization's",
+)
+TOPIC = Param(
+    "topic",
+    "Topics to receive: a topic (team.create), a prefix ending in .* (job.*) or *; repeat "
+    "the parameter or separate with commas. Default: every topic",
+    {"type": "array", "items": {"type": "string"}},
+)
+AFTER = Param(
+    "after",
+    "Resume after this event id (the id of the last event received): events after it that "
+    "are still held come first, preceded by a gap event if some were trimmed. The "
+    "Last-Event-ID header, when sent, takes precedence",
+)
+ACCESS_TOKEN = Param(
+    "access_token",
+    "The bearer token, for clients that cannot set the Authorization header on a handshake",
+)
+_SSE_FORMAT = (
+    "frames `id: <event id>`, `event: <topic>`, `data: <event JSON>`; `event: gap` when "
+    "history was trimmed; a `: keep-alive` comment when idle; a final `event: error` "
+    "(slow_consumer, shutting_down) before the server ends the stream"
+)
+
+ROUTES = [
+    Route(
+        "GET",
+        "/v1/events/stream",
+        stream,
+        f"Live events of an organization as Server-Sent Events: {_SSE_FORMAT}",
+        "events",
+        auth="any",
+        params=(ORGANIZATION, TOPIC, AFTER),
+        permission="events.read",
+        scope=scopes.caller_organization,
+        raw=True,
+        content_type="text/event-stream",
+    ),
+    Route(
+        "GET",
+        "/v1/events/ws",
+        websocket,
+        "Live events of an organization over a WebSocket (Granian only). Each message is a "
+        'JSON text: {"type":"event","id","topic","organization_id","job_id","run_id",'
+        '"occurred_at","data"}, {"type":"gap","after","message"}, {"type":"keep-alive"}, '
+        'or a final {"type":"error","code","message"} (slow_consumer, shutting_down) before '
+        "the server closes. A refused handshake gets the HTTP status of the error",
+        "events",
+        auth="any",
+        status=101,
+        params=(ORGANIZATION, TOPIC, AFTER, ACCESS_TOKEN),
+        permission="events.read",
+        scope=scopes.caller_organization,
+        raw=True,
+    ),
+    Route(
+        "GET",
+        "/v1/jobs/{id}/events",
+        job_stream,
+        f"Live events of one job as Server-Sent Events: {_SSE_FORMAT}",
+        "events",
+        auth="any",
+        params=(TOPIC, AFTER),
+        permission="jobs.read",
+        scope=scopes.job,
+        raw=True,
+        content_type="text/event-stream",
+    ),
+]

@@ -67,3 +67,12 @@ async def mark_relayed(conn: Conn, relayed: list[tuple[int, str]]) -> None:
         "UPDATE event_outbox SET stream_id = %s, relayed_at = now() WHERE id = %s",
         [(stream_id, outbox_id) for outbox_id, stream_id in relayed],
     )
+
+
+async def prune_relayed(conn: Conn, keep_hours: int) -> int:
+    """Delete rows relayed more than ``keep_hours`` ago; the stream holds them now."""
+    cur = await conn.execute(
+        "DELETE FROM event_outbox WHERE relayed_at < now() - make_interval(hours => %s)",
+        (keep_hours,),
+    )
+    return cur.rowcount

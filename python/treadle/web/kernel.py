@@ -59,11 +59,18 @@ class Kernel:
         self.metrics = metrics if metrics is not None else Metrics()
         self.on_startup: list[Hook] = []
         self.on_shutdown: list[Hook] = []
+        # Called when the server stops accepting, before it waits for requests in flight.
+        self.on_stopping: list[Callable[[], None]] = []
         self.access_log = AccessLog() if settings.access_log else None
 
     async def startup(self) -> None:
         for hook in self.on_startup:
             await hook()
+
+    def stopping(self) -> None:
+        """End long-lived responses (event streams) so that draining can finish."""
+        for hook in self.on_stopping:
+            hook()
 
     async def shutdown(self) -> None:
         for hook in reversed(self.on_shutdown):

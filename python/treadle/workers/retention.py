@@ -16,16 +16,17 @@ log = logging.getLogger("treadle.retention")
 
 
 class Sweeper(Background):
-    def __init__(self, db: Database, interval: float) -> None:
+    def __init__(self, db: Database, interval: float, event_outbox_keep_hours: int = 24) -> None:
         self.db = db
         self.interval = interval
+        self.event_outbox_keep_hours = event_outbox_keep_hours
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             try:
                 async with self.db.transaction() as conn:
-                    deleted = await retention.sweep(conn)
+                    deleted = await retention.sweep(conn, self.event_outbox_keep_hours)
                 if any(deleted.values()):
                     log.info("retention sweep", extra={"deleted": deleted})
             except (psycopg.Error, ApiError):
