@@ -21,6 +21,7 @@ from tests.support.api import (
     error_code,
     signup,
 )
+from tests.support.events import open_stream
 from tests.support.servers import Server
 
 RENDER = {"name": "render", "base_cost": 0.5, "unit_cost": 0.01, "unit": "frames"}
@@ -468,3 +469,45 @@ def test_a_backlog_in_one_organization_does_not_starve_another(
     assert second["id"] in [j["id"] for j in batch]
     assert {j["organization_id"] for j in batch} == {busy["id"], quiet["id"]}
     drain(client, pool)
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+def test_every_state_change_is_an_event_on_the_jobs_stream(
+    client: httpx.Client, server: Server, org: dict
+) -> None:
+    drain(client, org["work"])
+    job = submit(client, org["submit"])
+    work = org["work"]
+    path = f"/v1/jobs/{job['id']}/events"
+    with open_stream(server, bearer(org["owner"]), {"after": "0-0"}, path=path) as stream:
+        claim(client, work)
+        client.post(f"/v1/jobs/{job['id']}/fail", json={"error_code": "flaky"}, headers=work)
+        time.sleep(0.25)
+        claim(client, work, lease_seconds=1)  # then let the lease run out
+        time.sleep(1.5)
+        claim(client, work)
+        manage = bearer(org["owner"])
+        client.post(f"/v1/jobs/{job['id']}/cancel", headers=manage).raise_for_status()
+        client.post(f"/v1/jobs/{job['id']}/retry", headers=manage).raise_for_status()
+        claim(client, work)
+        client.post(f"/v1/jobs/{job['id']}/complete", json={}, headers=work).raise_for_status()
+        frames = stream.until("job.succeeded")
+    assert [f["event"] for f in frames] == [
+        "job.queued",
+        "job.running",
+        "job.failed",
+        "job.running",
+        "job.requeued",
+        "job.running",
+        "job.canceled",
+        "job.retried",
+        "job.running",
+        "job.succeeded",
+    ]
+    assert {f["data"]["job_id"] for f in frames} == {job["id"]}
+    failed = frames[2]["data"]["data"]
+    assert failed["error_code"] == "flaky" and failed["next_attempt_at"]
+    assert frames[-1]["data"]["data"]["status"] == "succeeded"
+    assert "input" not in frames[0]["data"]["data"]
