@@ -106,9 +106,13 @@ def actor(req: Request) -> Actor:
     return Actor(req.principal, req.request_id, ip, ua)
 
 
+def limit_of(req: Request) -> int:
+    return _int(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+
+
 def page_of(req: Request) -> tuple[int, int]:
     """limit and offset for lists that have no sorting choices."""
-    return _int(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT), _int(req, "offset", 0, 0, 10_000_000)
+    return limit_of(req), _int(req, "offset", 0, 0, 10_000_000)
 
 
 PAGE_PARAMS = LIST_PARAMS[:2]
@@ -117,7 +121,7 @@ CURSOR_PARAMS = (LIST_PARAMS[0], Param("cursor", "next_cursor of the previous pa
 
 def cursor_of(req: Request) -> tuple[int, int | None]:
     """limit, and the id to continue before, for lists that page by id, newest first."""
-    limit = _int(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    limit = limit_of(req)
     cursor = req.query_value("cursor")
     if not cursor:
         return limit, None

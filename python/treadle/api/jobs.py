@@ -12,10 +12,9 @@ import msgspec
 from treadle.api import scopes
 from treadle.api.common import (
     CURSOR_PARAMS,
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
     TIME_PARAMS,
     actor,
+    limit_of,
     path_id,
     time_param,
 )
@@ -176,10 +175,7 @@ async def submit(req: Request) -> Any:
 
 
 async def list_jobs(req: Request) -> Any:
-    raw_limit = req.query_value("limit") or str(DEFAULT_LIMIT)
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise ApiError.validation(f"limit must be between 1 and {MAX_LIMIT}", "query.limit")
-    limit = int(raw_limit)
+    limit = limit_of(req)
     statuses = _statuses(req.query_value("status"))
     rows = await req.app.jobs.in_org(
         req.scope.organization_id,
