@@ -15,7 +15,7 @@ import orjson
 
 from treadle._core import FanoutError, Subscription
 from treadle.api import scopes
-from treadle.bus.events import Events, Gap, Item
+from treadle.bus.events import Events, Gap, Item, event_json
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.response import Response
@@ -27,7 +27,6 @@ MAX_TOPICS = 50
 # A topic (team.create), a prefix ending in .* (job.*), or * for every topic.
 _TOPIC = re.compile(r"^(\*|[A-Za-z0-9_:-]{1,64}(\.[A-Za-z0-9_:-]{1,64}){0,8}(\.\*)?)$")
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-_TOPIC_PREFIX = b'{"topic":"'
 # A WebSocket client that accepts nothing for this long is dropped.
 MIN_STALL_SECONDS = 10.0
 
@@ -79,24 +78,11 @@ def _subscribe(req: Request, job_id: str | None) -> tuple[Subscription, str | No
 # --- Server-Sent Events ------------------------------------------------------------------
 
 
-def _topic(payload: bytes) -> bytes:
-    # The payload starts with its topic (treadle.store.events.payload); parse only if not.
-    if payload.startswith(_TOPIC_PREFIX):
-        end = payload.find(b'"', len(_TOPIC_PREFIX))
-        topic = payload[len(_TOPIC_PREFIX) : end]
-        if end > 0 and b"\\" not in topic:
-            return topic
-    return str(orjson.loads(payload).get("topic") or "message").encode()
-
-
 def _sse(item: Item) -> bytes:
     if item is None:
         return b": keep-alive\n\n"
     if isinstance(item, list):
-        return b"".join(
-            b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), _topic(payload), payload)
-            for event_id, payload in item
-        )
+        return b"".join(frame for _event_id, frame in item)
     if isinstance(item, Gap):
         return b"event: gap\ndata: %s\n\n" % orjson.dumps(_gap(item))
     return b"event: error\ndata: %s\n\n" % orjson.dumps(
@@ -145,8 +131,8 @@ def _messages(item: Item) -> list[str]:
     if isinstance(item, list):
         # The event's own JSON object, with the type and the stream id put in front.
         return [
-            f'{{"type":"event","id":"{event_id}",{payload[1:].decode()}'
-            for event_id, payload in item
+            f'{{"type":"event","id":"{event_id}",{event_json(frame)[1:].decode()}'
+            for event_id, frame in item
         ]
     if isinstance(item, Gap):
         return [orjson.dumps({"type": "gap", **_gap(item)}).decode()]

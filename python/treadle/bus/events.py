@@ -214,11 +214,25 @@ class Feed(Background):
                 event_id,
                 fields[b"org"].decode(),
                 fields[b"topic"].decode(),
-                fields[b"payload"],
+                sse_frame(event_id, fields[b"topic"], fields[b"payload"]),
                 fields.get(b"job", b"").decode() or None,
                 fields.get(b"run", b"").decode() or None,
             )
         return event_id
+
+
+def sse_frame(event_id: str, topic: bytes, payload: bytes) -> bytes:
+    """The event as a Server-Sent Events frame. The hub holds events in this form, made
+    once here rather than once per subscriber; ``event_json`` cuts the payload back out."""
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), topic, payload)
+
+
+_DATA = b"\ndata: "
+
+
+def event_json(frame: bytes) -> bytes:
+    """The event's JSON object, from its SSE frame."""
+    return frame[frame.index(_DATA) + len(_DATA) : -2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +259,9 @@ class _Stream:
     wake: asyncio.Event
     task: asyncio.Task[Any] | None
     end: End | None = field(default=None)
+    # Set by the keep-alive ticker; ``quiet`` says nothing was sent since the last tick.
+    tick: bool = False
+    quiet: bool = True
 
 
 class Events:
@@ -258,11 +275,13 @@ class Events:
         self._streams: set[_Stream] = set()
         self._stopping = False
         self._loaded = asyncio.Event()
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.feed.start()
         if self.relay is not None:
             self.relay.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._loaded.wait(), LOAD_WAIT)
 
@@ -276,6 +295,10 @@ class Events:
         for stream in list(self._streams):
             if stream.task is not None:
                 stream.task.cancel()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
         if self.relay is not None:
             await self.relay.stop()
         await self.feed.stop()
@@ -310,12 +333,13 @@ class Events:
         return hub.subscribe(org_id, topics, job_id, None, after)
 
     async def listen(self, sub: Subscription, after: str | None) -> AsyncGenerator[Item, None]:
-        """The subscription's events in batches; ``None`` when a keep-alive is due; a
-        final ``End`` when the subscriber fell behind or the server stops."""
-        loop = asyncio.get_running_loop()
+        """The subscription's events in batches (SSE frames); ``None`` when a keep-alive
+        is due; a final ``End`` when the subscriber fell behind or the server stops."""
         stream = _Stream(asyncio.Event(), asyncio.current_task())
         self._streams.add(stream)
-        sub.set_waker(lambda: loop.call_soon_threadsafe(stream.wake.set))
+        # The hub calls wakers on the publishing thread, which is this loop's (the feed
+        # publishes from it): setting the event directly needs no thread hand-off.
+        sub.set_waker(stream.wake.set)
         last = after
         try:
             if sub.gap:
@@ -328,20 +352,31 @@ class Events:
                 items = sub.drain()
                 if items:
                     last = items[-1][0]
+                    stream.quiet = False
                     yield items
                     continue
                 if sub.overflowed:
                     yield _resume(End("slow_consumer", _SLOW), last)
                     return
-                try:
-                    await asyncio.wait_for(
-                        stream.wake.wait(), self.settings.event_keepalive_seconds
-                    )
-                except TimeoutError:
-                    yield None
+                if stream.tick:
+                    stream.tick = False
+                    if stream.quiet:
+                        yield None
+                    stream.quiet = True
+                    continue
+                await stream.wake.wait()
         finally:
             self._streams.discard(stream)
             sub.close()
+
+    async def _tick(self) -> None:
+        """Wake every stream once a keep-alive period: one timer for all of them, where a
+        timeout per wait would cost a timer (and a task) per event per subscriber."""
+        while True:
+            await asyncio.sleep(self.settings.event_keepalive_seconds)
+            for stream in self._streams:
+                stream.tick = True
+                stream.wake.set()
 
     def _end_all(self, end: End) -> None:
         for stream in self._streams:
