@@ -43,12 +43,20 @@ async def emit(
     run_id: UUID | None = None,
 ) -> None:
     """Record an event; call inside the transaction of the change it announces."""
+    # One round trip for both: the notification goes out when the transaction commits.
     await conn.execute(
-        "INSERT INTO event_outbox (organization_id, topic, job_id, run_id, payload)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (org_id, topic, job_id, run_id, payload(org_id, topic, data, job_id, run_id)),
+        "WITH added AS (INSERT INTO event_outbox (organization_id, topic, job_id, run_id,"
+        " payload) VALUES (%s, %s, %s, %s, %s) RETURNING id)"
+        " SELECT pg_notify(%s, '') FROM added",
+        (
+            org_id,
+            topic,
+            job_id,
+            run_id,
+            payload(org_id, topic, data, job_id, run_id),
+            NOTIFY_CHANNEL,
+        ),
     )
-    await conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
 
 async def pending(conn: Conn, limit: int) -> list[Row]:

@@ -22,11 +22,19 @@ COLUMNS = (
 )
 
 
+_TYPES = ("uuid", "uuid", "text", "uuid", "uuid", "text", "text", "numeric", "numeric")
+
+
 async def insert(conn: Conn, rows: list[Row]) -> None:
-    """Write records (dicts with the keys of ``COLUMNS``) with one COPY."""
-    async with conn.cursor().copy(f"COPY usage_records ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-        for row in rows:
-            await copy.write_row(tuple(row.get(c) for c in COLUMNS))
+    """Write records (dicts with the keys of ``COLUMNS``) in one statement."""
+    if not rows:
+        return
+    arrays = [[row.get(c) for row in rows] for c in COLUMNS]
+    unnest = ", ".join(f"%s::{t}[]" for t in _TYPES)
+    await conn.execute(
+        f"INSERT INTO usage_records ({', '.join(COLUMNS)}) SELECT * FROM unnest({unnest})",
+        arrays,
+    )
 
 
 # One pass over the range gives every breakdown: each grouping set is one of them, told
