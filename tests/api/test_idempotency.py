@@ -74,6 +74,19 @@ def test_keys_are_scoped_to_the_principal(client: httpx.Client) -> None:
     assert envelope(b)["data"]["name"] == "B"
 
 
+def test_keys_are_scoped_to_the_organization(client: httpx.Client) -> None:
+    owner = signup(client)
+    first, second = create_org(client, owner, "First"), create_org(client, owner, "Second")
+    headers = {**bearer(owner), "Idempotency-Key": "per-org-" + uuid.uuid4().hex}
+    for org in (first, second):
+        made = client.post(
+            "/v1/teams", json={"organization_id": org["id"], "name": "Ops"}, headers=headers
+        )
+        assert made.status_code == 201, made.text
+        assert "idempotent-replayed" not in made.headers
+        assert envelope(made)["data"]["organization_id"] == org["id"]
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "ünïcode"])
 def test_malformed_keys_are_400(client: httpx.Client, key: str) -> None:
     owner = signup(client)

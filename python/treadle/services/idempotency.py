@@ -1,6 +1,8 @@
 """Idempotency-Key handling for every mutating route, in the kernel's pipeline.
 
-A key is scoped to the calling principal (an API key belongs to one organization). The
+A key is scoped to the calling principal and the organization the request acts in (an
+API key belongs to one organization; a user's key in one organization is not the same
+key in another). The
 first request with a key takes a lock in Redis that every process sees, runs, and stores
 its answer (errors included, 5xx excluded so that a retry may succeed) in PostgreSQL for
 the retention window; a retry gets that answer back with ``Idempotent-Replayed: true``.
@@ -66,6 +68,8 @@ class Idempotency:
                 "header.Idempotency-Key",
             )
         principal = req.principal.subject
+        if req.scope is not None:
+            principal = f"{principal}@{req.scope.organization_id}"
         target = req.path + ("?" + req.query_string if req.query_string else "")
         body = await req.body(self.max_body)
         fingerprint = _core.fingerprint(req.method, target, body, req.headers.get("content-type"))
