@@ -78,3 +78,63 @@ def wait_quiet(meter: Meter, threshold: float, max_wait: float) -> float | None:
         others = meter.stop()
         if others is None or others < threshold or time.monotonic() >= deadline:
             return others
+
+
+class Cpu:
+    """CPU seconds used meanwhile by the server (the process tree at ``server``), by the
+    ``clients`` processes, by PostgreSQL (its background processes and the backends
+    connected to ``database``; every PostgreSQL process when None), by every Redis process,
+    and by the whole machine. A process that exits meanwhile is left out of its group."""
+
+    def __init__(
+        self, server: int | None, clients: Iterable[int] = (), database: str | None = None
+    ) -> None:
+        self.server = server
+        self.clients = list(clients)
+        self.database = database
+        self.started = time.monotonic()
+        self.before, self.busy = self._sample(), _busy_seconds() or 0.0
+
+    def _sample(self) -> dict[int, tuple[str, float]]:
+        """Group and CPU seconds of every process of interest, by pid."""
+        procs: list[tuple[str, psutil.Process]] = []
+        with contextlib.suppress(psutil.Error):
+            if self.server is not None:
+                tree = psutil.Process(self.server)
+                procs += [("server", p) for p in (tree, *tree.children(recursive=True))]
+        for pid in self.clients:
+            with contextlib.suppress(psutil.Error):
+                procs.append(("clients", psutil.Process(pid)))
+        for proc in psutil.process_iter(["name"]):
+            name = proc.info["name"] or ""
+            if name.startswith("postgres") and self._ours(proc):
+                procs.append(("postgres", proc))
+            elif name.startswith(("redis", "valkey")):
+                procs.append(("redis", proc))
+        out = {}
+        for group, proc in procs:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                out[proc.pid] = (group, times.user + times.system)
+        return out
+
+    def _ours(self, proc: psutil.Process) -> bool:
+        """A background process, or a backend of the bench's database (the machine's
+        PostgreSQL may serve other databases meanwhile)."""
+        if self.database is None:
+            return True
+        with contextlib.suppress(psutil.Error):
+            title = " ".join(proc.cmdline())
+            backend = "127.0.0.1(" in title or "[local]" in title or "::1(" in title
+            return not backend or f" {self.database} " in title
+        return False
+
+    def stop(self) -> dict[str, float]:
+        after = self._sample()
+        groups = ["server", "postgres", "redis"] + (["clients"] if self.clients else [])
+        used = dict.fromkeys(groups, 0.0)
+        for pid, (group, seconds) in after.items():
+            used[group] += seconds - self.before.get(pid, (group, 0.0))[1]
+        used["machine"] = (_busy_seconds() or 0.0) - self.busy
+        used["wall"] = time.monotonic() - self.started
+        return used

@@ -34,6 +34,11 @@ class Storage:
     redis_prefix: str
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
 
+    @property
+    def database(self) -> str:
+        """The name of the bench's own database."""
+        return str(psycopg.conninfo.conninfo_to_dict(self.database_url)["dbname"])
+
     def versions(self) -> dict[str, str]:
         with psycopg.connect(self.database_url) as conn:
             row = conn.execute("SHOW server_version").fetchone()
