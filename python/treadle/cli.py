@@ -155,6 +155,8 @@ def _run_granian(settings: Settings) -> int:
         workers=settings.workers,
         log_access=False,
         workers_kill_timeout=max(1, int(settings.shutdown_timeout)),
+        backlog=settings.backlog,
+        backpressure=settings.backpressure or None,
     )
     try:
         server.serve()

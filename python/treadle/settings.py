@@ -29,6 +29,10 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     shutdown_timeout: float = 8.0
+    # Granian: the listen backlog, and how many requests (open event streams included)
+    # one worker takes at once; 0 means backlog / workers.
+    backlog: int = 1024
+    backpressure: int = 0
     # accounts and sessions
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 86400
