@@ -76,6 +76,7 @@ class Authorizer:
         # The newest revision this process has heard of, per organization.
         self._wanted: dict[str, int] = {}
         self._verified: dict[str, float] = {}
+        self._revalidating: set[str] = set()
         bus.on("authz", self._heard, self._forget_all)
 
     def _heard(self, message: str) -> None:
@@ -101,11 +102,18 @@ class Authorizer:
         have = self.evaluator.revision(key)
         now = time.monotonic()
         if have is not None and have >= wanted:
-            if now - self._verified.get(key, 0.0) < REVALIDATE_SECONDS:
+            fresh = now - self._verified.get(key, 0.0) < REVALIDATE_SECONDS
+            if fresh or key in self._revalidating:
+                # While one request asks, the others decide on the snapshot they have:
+                # the question guards against a lost invalidation, not a recent change.
                 return int(have)
             # A lost invalidation must not leave a stale snapshot for long: ask cheaply.
-            async with self.db.connection() as conn:
-                current = await org_store.revision(conn, org_id)
+            self._revalidating.add(key)
+            try:
+                async with self.db.connection() as conn:
+                    current = await org_store.revision(conn, org_id)
+            finally:
+                self._revalidating.discard(key)
             if current == have:
                 self._verified[key] = now
                 return int(have)
