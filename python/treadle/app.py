@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from treadle.api import routes
 from treadle.bus.events import Events
 from treadle.bus.invalidation import Invalidator
@@ -104,8 +102,7 @@ def build_kernel(settings: Settings) -> Kernel:
             if route.auth != "any":
                 raise ApiError.forbidden("this route needs a signed-in user, not an API key")
             key = await app.api_keys.authenticate(token)
-            record: dict[str, Any] = key.record  # type: ignore[assignment]
-            app.api_keys.count(record["id"], record["organization_id"], route.path)
+            app.api_keys.count(key, route.path)
             return key
         principal = await app.sessions.authenticate(token)
         if route.auth == "admin" and not principal.is_platform_admin:

@@ -40,6 +40,11 @@ async def organization_in_query(req: Request) -> Scope:
         raise ApiError.validation(
             "organization_id query parameter is required", "query.organization_id"
         )
+    return _named(raw)
+
+
+def _named(raw: str) -> Scope:
+    """The organization a caller names by id; one that cannot exist is not found."""
     try:
         org_id = UUID(raw)
     except ValueError:
@@ -85,18 +90,13 @@ async def job(req: Request) -> Scope:
 async def caller_organization(req: Request) -> Scope:
     """The organization an API key belongs to, or the one a user names in
     ``?organization_id=`` (also what an ``organization_id`` in the body must match)."""
-    key_org = req.principal.organization_id
     raw = req.query_value("organization_id")
     if raw:
-        try:
-            org_id = UUID(raw)
-        except ValueError:
-            raise ApiError.not_found(f"no organization with id {raw!r}") from None
-    elif key_org is not None:
-        org_id = key_org
-    else:
+        return _named(raw)
+    key_org = req.principal.organization_id
+    if key_org is None:
         raise ApiError.validation(
             "organization_id query parameter is required for a signed-in user",
             "query.organization_id",
         )
-    return Scope(org_id, "organization", str(org_id))
+    return Scope(key_org, "organization", str(key_org))

@@ -122,12 +122,14 @@ class ApiKeys(Background):
 
     # -- usage -------------------------------------------------------------------------
 
-    def count(self, key_id: UUID, org_id: UUID, route: str) -> None:
-        """Count one request in memory; ``flush`` writes the counts in one statement."""
+    def count(self, key: Principal, route: str) -> None:
+        """Count one request of an authenticated key in memory; ``flush`` writes the
+        counts in one statement."""
+        key_id: UUID = key.record["id"]  # type: ignore[index]
         now = time.time()
         self._usage[(key_id, int(now) // 86400, route)] += 1
         self._last_used[key_id] = now
-        self._orgs[key_id] = org_id
+        self._orgs[key_id] = key.organization_id  # type: ignore[assignment]
 
     async def flush(self) -> None:
         usage, self._usage = self._usage, Counter()

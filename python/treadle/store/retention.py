@@ -11,7 +11,7 @@ SWEEP_LOCK = 0x7472_6564_0001
 DEFAULT_DAYS = {"audit_log_days": 365, "authz_denial_days": 90}
 
 
-async def sweep(conn: Conn, event_outbox_keep_hours: int = 24) -> dict[str, int]:
+async def sweep(conn: Conn, event_outbox_keep_hours: int) -> dict[str, int]:
     """Delete expired audit rows, denials, idempotency keys and relayed outbox events
     (call in a transaction); counts deleted."""
     cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS got", (SWEEP_LOCK,))

@@ -16,7 +16,7 @@ log = logging.getLogger("treadle.retention")
 
 
 class Sweeper(Background):
-    def __init__(self, db: Database, interval: float, event_outbox_keep_hours: int = 24) -> None:
+    def __init__(self, db: Database, interval: float, event_outbox_keep_hours: int) -> None:
         self.db = db
         self.interval = interval
         self.event_outbox_keep_hours = event_outbox_keep_hours
