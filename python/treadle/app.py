@@ -44,7 +44,7 @@ class App:
         self.authz = Authorizer(self.db, self.bus)
         self.api_keys = ApiKeys(self.db, self.bus, self.sessions.hash_key)
         self.rate_limits = RateLimits(settings, self.db, self.redis, self.bus)
-        self.idempotency = Idempotency(settings, self.db, self.redis)
+        self.idempotency = Idempotency(settings, self.db)
         self.sweeper = Sweeper(
             self.db, settings.retention_sweep_seconds, settings.event_outbox_keep_hours
         )

@@ -50,7 +50,6 @@ class Settings:
     rate_limit_api_key: str = "6000/60"
     retention_sweep_seconds: float = 3600.0
     idempotency_keep_seconds: int = 86400
-    idempotency_lock_seconds: float = 30.0
     invitation_ttl_days: int = 7
     invitations_per_hour: int = 50
     smtp_url: str = ""

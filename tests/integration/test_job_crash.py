@@ -1,5 +1,7 @@
-"""A job committed by a process that died before answering is found, not made twice, when
-the client retries with the same Idempotency-Key."""
+"""A change and its stored answer commit together: a process killed after the handler ran
+and before its answer was stored leaves neither, so a retry with the same Idempotency-Key
+runs the handler once, at once (the in-flight lock died with the process), and makes one
+resource, never two and never a conflict with itself."""
 
 from __future__ import annotations
 
@@ -13,24 +15,19 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.api import create_key, create_org, envelope, signup
-from tests.support.servers import free_port, start_server
+from tests.support.api import bearer, create_key, create_org, envelope, signup
+from tests.support.servers import Server, free_port, start_server
 
 
 @pytest.fixture
 def env(server_env: dict[str, str]) -> dict[str, str]:
-    # The dead process's in-flight lock lapses quickly, as it would after a crash.
-    return {
-        **server_env,
-        "TREADLE_PORT": str(free_port()),
-        "TREADLE_IDEMPOTENCY_LOCK_SECONDS": "1",
-    }
+    return {**server_env, "TREADLE_PORT": str(free_port())}
 
 
 @contextlib.contextmanager
 def stalled_answers(database_url: str) -> Iterator[None]:
-    """Holds a lock that lets jobs commit but stops the server storing its answer: the
-    window between the commit and the reply, held open so the process can be killed in it."""
+    """Holds a lock that stops the server storing its answer: the window after the handler
+    ran and before the reply, held open so the process can be killed in it."""
     with psycopg.connect(database_url) as conn:
         conn.execute("LOCK TABLE idempotency_keys IN EXCLUSIVE MODE")
         yield
@@ -42,7 +39,43 @@ def _post_quietly(url: str, body: dict, headers: dict[str, str]) -> None:
         httpx.post(url, json=body, headers=headers, timeout=30)
 
 
-def test_a_retry_after_the_server_died_between_commit_and_reply_finds_the_job(
+def _wait_for_stalled_insert(database_url: str) -> None:
+    """Until a server connection waits for the lock on idempotency_keys."""
+    deadline = time.monotonic() + 15
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO idempotency_keys%%'"
+            ).fetchone()
+            if row and row[0] > 0:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the server never tried to store its answer")
+
+
+def _count(database_url: str, sql: str, *args: object) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(sql, args).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _crash_in_the_window(
+    server: Server, database_url: str, path: str, body: dict, headers: dict[str, str]
+) -> None:
+    with stalled_answers(database_url):
+        sent = threading.Thread(
+            target=_post_quietly, args=(server.url + path, body, headers), daemon=True
+        )
+        sent.start()
+        _wait_for_stalled_insert(database_url)
+        server.kill()
+    sent.join(10)
+
+
+@pytest.mark.slow
+def test_a_retry_after_the_server_died_before_storing_its_answer_runs_once(
     env: dict[str, str], tmp_path_factory, database_url: str
 ) -> None:
     logs = tmp_path_factory.mktemp("crash")
@@ -53,50 +86,45 @@ def test_a_retry_after_the_server_died_between_commit_and_reply_finds_the_job(
             org = create_org(client, owner, "Crash")
             issued = create_key(client, owner, org["id"], scopes=["jobs.submit", "jobs.read"])
         key = {"Authorization": f"Bearer {issued['key']}"}
-        idem = str(uuid.uuid4())
-        headers = {**key, "Idempotency-Key": idem}
-        body = {"type": "default", "input": {"n": 1}}
-        with stalled_answers(database_url):
-            sent = threading.Thread(
-                target=_post_quietly, args=(server.url + "/v1/jobs", body, headers), daemon=True
-            )
-            sent.start()
-            committed = _wait_for_job(database_url, idem)
-            server.kill()
+        job_headers = {**key, "Idempotency-Key": str(uuid.uuid4())}
+        job = {"type": "default", "input": {"n": 1}}
+        _crash_in_the_window(server, database_url, "/v1/jobs", job, job_headers)
+        server.stop()
+        server = start_server("granian", env, logs / "second.log")
+        team_headers = {**bearer(owner), "Idempotency-Key": str(uuid.uuid4())}
+        team = {"organization_id": org["id"], "name": f"crash-{uuid.uuid4().hex[:8]}"}
+        _crash_in_the_window(server, database_url, "/v1/teams", team, team_headers)
     finally:
         server.stop()
-    sent.join(10)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        stored = conn.execute("SELECT count(*) FROM idempotency_keys WHERE key = %s", (idem,))
-        assert stored.fetchone() == (0,), "the first answer was stored: no crash window tested"
+    # Nothing of either request is left: the change rolled back with its unstored answer.
+    for header in (job_headers, team_headers):
+        idem = header["Idempotency-Key"]
+        assert _count(database_url, "SELECT count(*) FROM idempotency_keys WHERE key = %s", idem) == 0
+    jobs_sql = "SELECT count(*) FROM jobs WHERE idempotency_key = %s"
+    teams_sql = "SELECT count(*) FROM teams WHERE organization_id = %s AND name = %s"
+    assert _count(database_url, jobs_sql, job_headers["Idempotency-Key"]) == 0
+    assert _count(database_url, teams_sql, org["id"], team["name"]) == 0
 
-    again = start_server("granian", env, logs / "second.log")
+    again = start_server("granian", env, logs / "third.log")
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            retry = httpx.post(again.url + "/v1/jobs", json=body, headers=headers, timeout=10)
-            if retry.status_code != 409 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)  # the dead process's in-flight lock has not lapsed yet
-        assert retry.status_code == 201, retry.text
-        assert retry.headers["idempotent-replayed"] == "true"
-        assert envelope(retry)["data"]["id"] == committed
-        listed = envelope(httpx.get(again.url + "/v1/jobs", headers=key))["data"]
-        assert [j["id"] for j in listed] == [committed]
+        # The first retry is served at once: no lock of the dead process is left to wait out.
+        retried = httpx.post(again.url + "/v1/jobs", json=job, headers=job_headers, timeout=10)
+        assert retried.status_code == 201, retried.text
+        made = httpx.post(again.url + "/v1/teams", json=team, headers=team_headers, timeout=10)
+        assert made.status_code == 201, made.text
+        for path, body, headers, first in (
+            ("/v1/jobs", job, job_headers, retried),
+            ("/v1/teams", team, team_headers, made),
+        ):
+            replay = httpx.post(again.url + path, json=body, headers=headers, timeout=10)
+            assert replay.status_code == 201, replay.text
+            assert replay.headers["idempotent-replayed"] == "true"
+            assert replay.json()["data"]["id"] == first.json()["data"]["id"]
+        assert _count(database_url, jobs_sql, job_headers["Idempotency-Key"]) == 1
+        assert _count(database_url, teams_sql, org["id"], team["name"]) == 1
         changed = httpx.post(
-            again.url + "/v1/jobs", json={"type": "default"}, headers=headers, timeout=10
+            again.url + "/v1/jobs", json={"type": "default"}, headers=job_headers, timeout=10
         )
         assert changed.status_code == 422
     finally:
         again.stop()
-
-
-def _wait_for_job(database_url: str, idem: str) -> str:
-    deadline = time.monotonic() + 15
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute("SELECT id FROM jobs WHERE idempotency_key = %s", (idem,)).fetchone()
-            if row is not None:
-                return str(row[0])
-            time.sleep(0.05)
-    raise AssertionError("the job was never committed")

@@ -56,7 +56,7 @@ def test_a_route_that_requires_an_idempotency_key_refuses_a_request_without_one(
     req = Request("POST", "/things", "", header_map({}), read_whole(b"{}"))
     req.principal = Principal("u1", "user", None, None, "", False)
     # Refused before any storage is touched, so none is given.
-    idempotency = Idempotency(Settings.from_env({}), None, None)  # type: ignore[arg-type]
+    idempotency = Idempotency(Settings.from_env({}), None)  # type: ignore[arg-type]
     with pytest.raises(ApiError) as caught:
         asyncio.run(idempotency.run(req, route, lambda: create(req)))  # type: ignore[arg-type]
     assert (caught.value.status, caught.value.code) == (428, "idempotency_key_required")

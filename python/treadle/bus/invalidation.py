@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from treadle.background import Background
+from treadle.store.db import after_commit
 
 log = logging.getLogger("treadle.bus")
 
@@ -35,7 +36,11 @@ class Invalidator(Background):
         self._clearers.append(clear)
 
     async def publish(self, kind: str, ident: object) -> None:
-        """Drop locally at once, then tell the other processes."""
+        """Drop locally, then tell the other processes; inside a request transaction, once
+        it commits (a process that refilled its cache before would keep the old value)."""
+        await after_commit(lambda: self._send(kind, ident))
+
+    async def _send(self, kind: str, ident: object) -> None:
         self._deliver(f"{kind}:{ident}")
         try:
             await self.redis.publish(self.channel, f"{kind}:{ident}")

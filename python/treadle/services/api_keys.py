@@ -89,7 +89,7 @@ class ApiKeys(Background):
         hit, record = self.cache.get(key_hash)
         if not hit:
             generation = self.cache.generation
-            async with self.db.connection() as conn:
+            async with self.db.committed() as conn:
                 record = await key_store.by_hash(conn, key_hash)
             if record is None:
                 self.cache.put_missing(key_hash, generation)

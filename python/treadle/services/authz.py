@@ -110,14 +110,14 @@ class Authorizer:
             # A lost invalidation must not leave a stale snapshot for long: ask cheaply.
             self._revalidating.add(key)
             try:
-                async with self.db.connection() as conn:
+                async with self.db.committed() as conn:
                     current = await org_store.revision(conn, org_id)
             finally:
                 self._revalidating.discard(key)
             if current == have:
                 self._verified[key] = now
                 return int(have)
-        async with self.db.connection() as conn:
+        async with self.db.committed() as conn:
             data = await org_store.snapshot(conn, org_id)
         if data["org"] is None or data["org"]["archived_at"] is not None:
             raise ApiError.not_found(f"no organization with id {org_id}")

@@ -1,49 +1,42 @@
-"""Idempotency-Key handling for every mutating route, in the kernel's pipeline.
+"""Idempotency-Key handling, and the request transaction, for every mutating route.
 
-A key is scoped to the calling principal and the organization the request acts in (an
-API key belongs to one organization; a user's key in one organization is not the same
-key in another). The
-first request with a key takes a lock in Redis that every process sees, runs, and stores
-its answer (errors included, 5xx excluded so that a retry may succeed) in PostgreSQL for
-the retention window; a retry gets that answer back with ``Idempotent-Replayed: true``.
-The same key with another request is 422; while the first still runs, 409.
+Every route that takes an Idempotency-Key runs its handler inside one request transaction
+(``Database.request``): its writes commit only after the answer is encoded, so a failure to
+encode, or a server error, leaves nothing behind. With a key, that same transaction takes a
+PostgreSQL advisory lock on the key (a second request with it meanwhile gets 409; the lock
+dies with the transaction, so with the process too) and stores the answer (errors included,
+5xx excluded so that a retry may succeed): a crash either loses the change and its answer
+together or keeps both, and a retry never runs the handler twice.
+
+A key is scoped to the calling principal and the organization the request acts in (an API
+key belongs to one organization; a user's key in one organization is not the same key in
+another). A retry gets the stored answer back with ``Idempotent-Replayed: true``; the same key
+with another request is 422.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from treadle import _core, clock
 from treadle.cache import MISSING, TTLCache
 from treadle.settings import Settings
 from treadle.store import idempotency as idem_store
-from treadle.store.db import Database
+from treadle.store.db import Conn, Database
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.response import Response
 from treadle.web.routing import Route
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-# Deletes the lock only if this request still holds it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class Idempotency:
-    def __init__(self, settings: Settings, db: Database, redis: Redis) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         self.db = db
-        self.redis = redis
-        self.prefix = f"{settings.redis_prefix}idem:"
         self.keep_seconds = settings.idempotency_keep_seconds
-        self.lock_ms = int(settings.idempotency_lock_seconds * 1000)
         self.max_body = settings.max_body_bytes
         # Answers are immutable once stored, so a process may keep them a while.
         self.answers: TTLCache[tuple[str, str], dict[str, Any]] = TTLCache(300.0, 50_000)
@@ -61,7 +54,11 @@ class Idempotency:
                     "idempotency_key_required",
                     "this route needs an Idempotency-Key header: a unique value per operation",
                 )
-            return await respond()
+            async with self.db.request() as tx:
+                response = await respond()
+                if response.status >= 500:
+                    tx.rollback()
+            return response
         if not _KEY.match(key):
             raise ApiError.validation(
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
@@ -74,61 +71,58 @@ class Idempotency:
         body = await req.body(self.max_body)
         fingerprint = _core.fingerprint(req.method, target, body, req.headers.get("content-type"))
         req.idempotency = (key, fingerprint)
-        stored = await self._stored(principal, key)
+        stored = self._cached(principal, key)
+        if stored is None:
+            async with self.db.committed() as conn:
+                stored = await self._load(conn, principal, key)
         if stored is not None:
             return _replay(stored, fingerprint)
-        lock, token = f"{self.prefix}{principal}:{key}", _core.random_token(16)
-        try:
-            acquired = await self.redis.set(lock, token, nx=True, px=self.lock_ms)
-        except (RedisError, OSError):
-            raise ApiError.unavailable("idempotency locks are unavailable; retry shortly") from None
-        if not acquired:
-            stored = await self._stored(principal, key)
-            if stored is not None:
-                return _replay(stored, fingerprint)
-            raise ApiError(
-                409,
-                "idempotency_in_flight",
-                "a request with this Idempotency-Key is still running; retry shortly",
-                headers=[("retry-after", "1")],
-            )
-        try:
+        async with self.db.request(eager=True) as tx:
+            assert tx.conn is not None
+            if not await idem_store.try_lock(tx.conn, principal, key):
+                raise ApiError(
+                    409,
+                    "idempotency_in_flight",
+                    "a request with this Idempotency-Key is still running; retry shortly",
+                    headers=[("retry-after", "1")],
+                )
             # It may have finished between our first look and taking the lock.
-            stored = await self._stored(principal, key)
+            stored = await self._load(tx.conn, principal, key)
             if stored is not None:
                 return _replay(stored, fingerprint)
             response = await respond()
-            if response.status < 500 and response.stream is None:
-                await self._store(principal, key, fingerprint, response)
-            return response
-        finally:
-            # If Redis is away, the lock expires on its own.
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.eval(_RELEASE, 1, lock, token)
+            if response.status >= 500:
+                tx.rollback()
+            elif response.stream is None:
+                await self._store(tx.conn, principal, key, fingerprint, response)
+        return response
 
-    async def _stored(self, principal: str, key: str) -> dict[str, Any] | None:
+    def _cached(self, principal: str, key: str) -> dict[str, Any] | None:
         cached: Any = self.answers.get((principal, key))
         if cached is not MISSING and cached["expires_at"] > clock.now():
             return cached  # type: ignore[no-any-return]
-        async with self.db.connection() as conn:
-            row = await idem_store.get(conn, principal, key)
+        return None
+
+    async def _load(self, conn: Conn, principal: str, key: str) -> dict[str, Any] | None:
+        row = await idem_store.get(conn, principal, key)
         if row is not None:
             self.answers.put((principal, key), row)
         return row
 
-    async def _store(self, principal: str, key: str, fingerprint: str, response: Response) -> None:
+    async def _store(
+        self, conn: Conn, principal: str, key: str, fingerprint: str, response: Response
+    ) -> None:
         content_type = dict(response.headers).get("content-type", "application/json")
-        async with self.db.transaction() as conn:
-            await idem_store.put(
-                conn,
-                principal,
-                key,
-                fingerprint,
-                response.status,
-                response.body,
-                content_type,
-                self.keep_seconds,
-            )
+        await idem_store.put(
+            conn,
+            principal,
+            key,
+            fingerprint,
+            response.status,
+            response.body,
+            content_type,
+            self.keep_seconds,
+        )
 
 
 def check_same(stored_fingerprint: str, fingerprint: str) -> None:

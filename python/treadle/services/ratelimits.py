@@ -107,7 +107,7 @@ class RateLimits:
             return cached  # type: ignore[return-value]
 
         async def load() -> dict[str, Policy]:
-            async with self.db.connection() as conn:
+            async with self.db.committed() as conn:
                 org = await org_store.get(conn, org_id)
             return {
                 p["name"]: Policy(p["name"], p["limit"], p["period_seconds"])

@@ -160,7 +160,7 @@ class Sessions:
                 ident = UUID(session_id)
             except ValueError:
                 return None
-            async with self.db.connection() as conn:
+            async with self.db.committed() as conn:
                 row = await session_store.state(conn, ident)
             return None if row is None else {**row, "id": ident, "user_id": str(row["user_id"])}
 
@@ -177,7 +177,7 @@ class Sessions:
                 ident = UUID(key)
             except ValueError:
                 return None
-            async with self.db.connection() as conn:
+            async with self.db.committed() as conn:
                 return await user_store.by_id(conn, ident)
 
         return await self.user_cache.load(key, load)

@@ -1,9 +1,21 @@
-"""The connection pool, and the one way to run a transaction."""
+"""The connection pool, and the one way to run a transaction.
+
+A request that changes state runs inside one *request transaction* (``Database.request``):
+the handler's transactions become savepoints in it, and it commits only once the answer is
+encoded (and, with an Idempotency-Key, stored), so a crash, an error or an answer that cannot
+be encoded never leaves half a change behind, and a stored answer exists exactly when the
+change does. It opens lazily, on the first ``transaction()``. Invalidations and wake-ups
+wait for its commit (``after_commit``, ``defer``); reads that fill process-wide caches use
+``committed()`` so they never see what may still roll back.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import psycopg
@@ -13,6 +25,86 @@ from psycopg_pool import AsyncConnectionPool
 from treadle.web.errors import ApiError
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
+Callback = Callable[[], Awaitable[Any] | Any]
+
+
+class RequestTransaction:
+    """One request's transaction: opened on first use, committed or rolled back at the end."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.conn: Conn | None = None
+        self.after: list[Callback] = []
+        self.active = True
+        self.commit_wanted = True
+        self._stack = AsyncExitStack()
+
+    def rollback(self) -> None:
+        """Roll back at the end instead of committing (the answer is a server error)."""
+        self.commit_wanted = False
+
+    async def begin(self) -> Conn:
+        if self.conn is None:
+            conn = await self._stack.enter_async_context(self.db.pool.connection())
+            await self._stack.enter_async_context(conn.transaction())
+            self.conn = conn
+        return self.conn
+
+    async def finish(self, commit: bool) -> None:
+        """Commit (or roll back), then run what waited for the commit."""
+        self.active = False
+        try:
+            with _unavailable():
+                if commit:
+                    await self._stack.aclose()
+                else:
+                    await self._stack.__aexit__(psycopg.Rollback, psycopg.Rollback(), None)
+        except BaseException:
+            self.after.clear()
+            raise
+        callbacks, self.after = (self.after if commit else []), []
+        for callback in callbacks:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+
+
+_request: ContextVar[RequestTransaction | None] = ContextVar("treadle_request_tx", default=None)
+
+
+def _open_request() -> RequestTransaction | None:
+    tx = _request.get()
+    return tx if tx is not None and tx.active and tx.conn is not None else None
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        # Includes the pool's own timeout: PostgreSQL is down or saturated.
+        raise ApiError.unavailable("the database is unavailable; retry shortly", 2) from exc
+
+
+async def after_commit(callback: Callback) -> None:
+    """Run ``callback`` once the request's transaction has committed (at once outside one);
+    dropped if it rolls back."""
+    tx = _open_request()
+    if tx is not None:
+        tx.after.append(callback)
+        return
+    result = callback()
+    if inspect.isawaitable(result):
+        await result
+
+
+def defer(callback: Callable[[], object]) -> None:
+    """``after_commit`` for a plain function, callable where nothing can be awaited."""
+    tx = _open_request()
+    if tx is not None:
+        tx.after.append(callback)
+    else:
+        callback()
 
 
 class Database:
@@ -35,18 +127,58 @@ class Database:
         await self.pool.close(timeout=5.0)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Conn]:
+    async def request(self, eager: bool = False) -> AsyncIterator[RequestTransaction]:
+        """The request transaction around a handler. It commits when the block ends, unless
+        the block raises or calls ``rollback``; ``eager`` opens it at once."""
+        tx = RequestTransaction(self)
+        token = _request.set(tx)
         try:
+            try:
+                if eager:
+                    with _unavailable():
+                        await tx.begin()
+                yield tx
+            except BaseException:
+                await tx.finish(commit=False)
+                raise
+            await tx.finish(commit=tx.commit_wanted)
+        finally:
+            tx.active = False
+            _request.reset(token)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        """A connection: inside an open request transaction, that one (its writes are seen)."""
+        tx = _open_request()
+        with _unavailable():
+            if tx is not None:
+                assert tx.conn is not None
+                yield tx.conn
+                return
             async with self.pool.connection() as conn:
                 yield conn
-        except psycopg.OperationalError as exc:
-            # Includes the pool's own timeout: PostgreSQL is down or saturated.
-            raise ApiError.unavailable("the database is unavailable; retry shortly", 2) from exc
+
+    @asynccontextmanager
+    async def committed(self) -> AsyncIterator[Conn]:
+        """A connection of its own, outside any request transaction: for reads whose result
+        outlives the request (caches, snapshots), which must not see uncommitted writes."""
+        with _unavailable():
+            async with self.pool.connection() as conn:
+                yield conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
-        async with self.connection() as conn, conn.transaction():
-            yield conn
+        """A transaction; inside a request transaction, a savepoint in it (an error rolls
+        back this block alone, as a transaction of its own would)."""
+        tx = _request.get()
+        with _unavailable():
+            if tx is not None and tx.active:
+                conn = await tx.begin()
+                async with conn.transaction():
+                    yield conn
+                return
+            async with self.pool.connection() as conn, conn.transaction():
+                yield conn
 
     async def ping(self, timeout: float = 1.0) -> None:
         async with self.pool.connection(timeout=timeout) as conn:

@@ -18,6 +18,17 @@ async def get(conn: Conn, principal: str, key: str) -> Row | None:
     return await cur.fetchone()
 
 
+async def try_lock(conn: Conn, principal: str, key: str) -> bool:
+    """Take the key's lock for the rest of the caller's transaction, if no one holds it.
+    PostgreSQL drops it with the transaction, or with the connection of a process that died."""
+    cur = await conn.execute(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0)) AS locked",
+        (f"idempotency:{principal}:{key}",),
+    )
+    row = await cur.fetchone()
+    return bool(row and row["locked"])
+
+
 async def put(
     conn: Conn,
     principal: str,

@@ -19,7 +19,7 @@ import psycopg
 from treadle.background import Background
 from treadle.settings import Settings
 from treadle.store import outbox
-from treadle.store.db import Database
+from treadle.store.db import Database, defer
 from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.mail")
@@ -37,7 +37,8 @@ class Mailer(Background):
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
-        self._wake.set()
+        # A mail queued in a request transaction is there to send once that commits.
+        defer(self._wake.set)
 
     async def run(self) -> None:
         while True:
