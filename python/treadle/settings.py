@@ -52,6 +52,10 @@ class Settings:
     rate_limit_user: str = "1200/60"
     rate_limit_api_key: str = "6000/60"
     retention_sweep_seconds: float = 3600.0
+    # How long sent (or failed) mail and platform-level audit rows (no organization) are
+    # kept; organizations set their own audit retention.
+    mail_keep_days: int = 30
+    platform_audit_keep_days: int = 365
     idempotency_keep_seconds: int = 86400
     idempotency_lock_seconds: float = 30.0
     invitation_ttl_days: int = 7
@@ -97,6 +101,9 @@ class Settings:
             )
         for name in ("rate_limit_user", "rate_limit_api_key"):
             parse_rate(getattr(self, name), name)
+        for name in ("mail_keep_days", "platform_audit_keep_days"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, not {self.workers}")
         # Empty means "generate one into the data directory" (treadle serve does).
