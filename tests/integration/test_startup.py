@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.support.servers import free_port
+from treadle.settings import PLACEHOLDER_SECRET_KEYS
 from treadle.store.migrate import migrate, migrations
 
 
@@ -87,6 +90,13 @@ def test_a_weak_secret_key_refuses_to_start(tmp_path, key: str, why: str) -> Non
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"treadle: TREADLE_SECRET_KEY {why}; make one with:")
+
+
+def test_the_compose_files_placeholder_is_the_one_refused() -> None:
+    compose = (Path(__file__).parents[2] / "docker" / "compose.yaml").read_text()
+    found = re.search(r"TREADLE_SECRET_KEY: \$\{TREADLE_SECRET_KEY:-([^}]+)\}", compose)
+    assert found, "docker/compose.yaml no longer sets TREADLE_SECRET_KEY as expected"
+    assert found.group(1) in PLACEHOLDER_SECRET_KEYS
 
 
 def _dead_storage() -> dict[str, str]:
