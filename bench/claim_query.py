@@ -40,7 +40,14 @@ def main() -> None:
         _fill(conn, args.backlog, args.orgs)
         for name, sql in queries.items():
             for limit in (1, 10):
-                params = {"org": None, "types": None, "limit": limit, "owner": "w", "lease": None}
+                params = {
+                    "org": None,
+                    "types": None,
+                    "limit": limit,
+                    "owner": "w",
+                    "lease": None,
+                    "hashes": [f"lease-token-hash-{i}" for i in range(limit)],
+                }
                 times = []
                 for _ in range(args.runs):
                     started = time.perf_counter()

@@ -7,7 +7,8 @@ clients, each with its own Idempotency-Key), and then starts the workers: separa
 processes, each a loop of
 
     POST /v1/jobs/claim {"limit": L}
-    POST /v1/jobs/{id}/complete {"usage": [{"metric": "units", "quantity": 1}]}  per job
+    POST /v1/jobs/{id}/complete {"lease_token": …, "usage": [{"metric": "units", "quantity": 1}]}
+        per job
 
 until a claim comes back empty. jobs/s is the jobs completed over the wall time from the
 moment every worker was ready until the last one stopped. After each run the bench checks
@@ -46,7 +47,7 @@ import tenants
 from http_compare import RAW, machine
 
 NEW_JOB = json.dumps({"type": "default"}).encode()
-COMPLETE = json.dumps({"usage": [{"metric": "units", "quantity": 1}]}).encode()
+USAGE = [{"metric": "units", "quantity": 1}]
 SUBMIT_SCOPES = ["jobs.submit", "jobs.read"]
 WORKER_SCOPES = ["jobs:work"]
 # One run's workers may not keep failing forever: past this many errors a worker stops.
@@ -244,7 +245,8 @@ def worker(url: str, key: str, limit: int, ready: Any, results: Any) -> None:
             if not jobs:
                 break
             for job in jobs:
-                status, _ = client.post(f"/v1/jobs/{job['id']}/complete", COMPLETE)
+                body = json.dumps({"lease_token": job["lease_token"], "usage": USAGE}).encode()
+                status, _ = client.post(f"/v1/jobs/{job['id']}/complete", body)
                 if status == 200:
                     done.append(job["id"])
                 else:

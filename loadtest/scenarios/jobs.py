@@ -70,7 +70,10 @@ class JobConsumer(HttpUser):
         for job in claimed.json()["data"] or []:
             self.client.post(
                 f"/v1/jobs/{job['id']}/complete",
-                json={"usage": [{"metric": "units", "quantity": 1}]},
+                json={
+                    "lease_token": job["lease_token"],
+                    "usage": [{"metric": "units", "quantity": 1}],
+                },
                 headers=worker,
                 name="/v1/jobs/{id}/complete",
             )

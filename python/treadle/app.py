@@ -45,9 +45,7 @@ class App:
         self.api_keys = ApiKeys(self.db, self.bus, self.sessions.hash_key)
         self.rate_limits = RateLimits(settings, self.db, self.redis, self.bus)
         self.idempotency = Idempotency(settings, self.db)
-        self.sweeper = Sweeper(
-            self.db, settings.retention_sweep_seconds, settings.event_outbox_keep_hours
-        )
+        self.sweeper = Sweeper(self.db, settings)
         self.events = Events(settings, self.db, self.redis)
         self.jobs = Jobs(settings, self.db)
         self.reaper = Reaper(self.jobs, settings.job_reap_seconds)

@@ -9,6 +9,7 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -19,7 +20,7 @@ from treadle import __version__, logs
 from treadle.bus.invalidation import Invalidator
 from treadle.bus.redis import connect
 from treadle.embedded import EmbeddedPostgres, EmbeddedValkey
-from treadle.settings import Settings, SettingsError
+from treadle.settings import Settings, SettingsError, secret_key_problem
 from treadle.store import users as user_store
 from treadle.store.migrate import migrate
 
@@ -125,10 +126,40 @@ def _secret(settings: Settings) -> Settings:
         return settings
     path = settings.data_path / "secret.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-    return settings.replace(secret_key=path.read_text().strip())
+        _write_new_key(path)
+    key = path.read_text().strip()
+    problem = secret_key_problem(key)
+    if problem:
+        # Never sign with it: an empty or short file is what a crash mid-write leaves.
+        raise StartupError(
+            f"the secret key in {path} {problem.split(';')[0]}; delete the file to have"
+            " a new one generated (sessions and tokens signed with the old key end),"
+            " or set TREADLE_SECRET_KEY"
+        )
+    return settings.replace(secret_key=key)
+
+
+def _write_new_key(path: Path) -> None:
+    """A fresh key at ``path``, all or nothing: written and synced under a temporary name,
+    then linked into place, so a crash leaves no file or a whole one, and of two servers
+    starting at once the first to link wins and both read its key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.unlink(missing_ok=True)  # a leftover of a crash, whatever its mode
+    try:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(secrets.token_hex(32).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

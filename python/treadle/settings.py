@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "TREADLE_"
+# Keys published in this repository (docker/compose.yaml): anyone could sign with them.
+PLACEHOLDER_SECRET_KEYS = frozenset({"change-me-to-64-hex-chars"})
+MIN_SECRET_KEY_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,10 @@ class Settings:
     rate_limit_user: str = "1200/60"
     rate_limit_api_key: str = "6000/60"
     retention_sweep_seconds: float = 3600.0
+    # How long sent (or failed) mail and platform-level audit rows (no organization) are
+    # kept; organizations set their own audit retention.
+    mail_keep_days: int = 30
+    platform_audit_keep_days: int = 365
     idempotency_keep_seconds: int = 86400
     invitation_ttl_days: int = 7
     invitations_per_hour: int = 50
@@ -93,8 +100,15 @@ class Settings:
             )
         for name in ("rate_limit_user", "rate_limit_api_key"):
             parse_rate(getattr(self, name), name)
+        for name in ("mail_keep_days", "platform_audit_keep_days"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, not {self.workers}")
+        # Empty means "generate one into the data directory" (treadle serve does).
+        problem = self.secret_key and secret_key_problem(self.secret_key)
+        if problem:
+            raise SettingsError(f"TREADLE_SECRET_KEY {problem}")
 
     def to_env(self) -> dict[str, str]:
         """The variables that make a child process see these same settings."""
@@ -120,6 +134,18 @@ class Settings:
 
 class SettingsError(ValueError):
     pass
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot sign tokens and key hashes, or None when it can."""
+    if key.strip() in PLACEHOLDER_SECRET_KEYS:
+        return "is the placeholder from docker/compose.yaml; " + NEW_KEY_HINT
+    if len(key.strip().encode()) < MIN_SECRET_KEY_BYTES:
+        return f"is shorter than {MIN_SECRET_KEY_BYTES} bytes; " + NEW_KEY_HINT
+    return None
+
+
+NEW_KEY_HINT = "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 def parse_rate(value: str, name: str = "rate") -> tuple[int, int]:

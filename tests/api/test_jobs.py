@@ -38,7 +38,13 @@ def org(client: httpx.Client) -> dict[str, Any]:
     """An organization with a priced job type, its owner, a submitting key and a worker key."""
     owner = signup(client)
     org = create_org(client, owner)
-    settings = {"job_types": [RENDER, {"name": "quick", "max_attempts": 2}]}
+    settings = {
+        "job_types": [
+            RENDER,
+            {"name": "quick", "max_attempts": 2},
+            {"name": "brief", "lease_seconds": 1, "max_attempts": 5},
+        ]
+    }
     done = client.put(
         f"/v1/organizations/{org['id']}/settings", json=settings, headers=bearer(owner)
     )
@@ -74,6 +80,11 @@ def claim(client: httpx.Client, headers: dict[str, str], **body: Any) -> list[di
     return list(envelope(response)["data"])
 
 
+def lease(claimed: dict[str, Any]) -> dict[str, str]:
+    """The body field that proves a worker holds the attempt ``claimed`` was leased as."""
+    return {"lease_token": claimed["lease_token"]}
+
+
 def job_of(client: httpx.Client, headers: dict[str, str], job_id: str) -> dict[str, Any]:
     return dict(envelope(client.get(f"/v1/jobs/{job_id}", headers=headers))["data"])
 
@@ -82,7 +93,7 @@ def drain(client: httpx.Client, headers: dict[str, str]) -> None:
     """Claim and finish whatever is queued, so a test starts from an empty queue."""
     while jobs := claim(client, headers, limit=100):
         for job in jobs:
-            client.post(f"/v1/jobs/{job['id']}/complete", json={}, headers=headers)
+            client.post(f"/v1/jobs/{job['id']}/complete", json=lease(job), headers=headers)
 
 
 # -- submission ---------------------------------------------------------------------------
@@ -122,7 +133,7 @@ def test_a_price_change_does_not_reprice_submitted_jobs(client: httpx.Client, or
     (claimed,) = [j for j in claim(client, org["work"], limit=10) if j["id"] == job["id"]]
     done = client.post(
         f"/v1/jobs/{claimed['id']}/complete",
-        json={"usage": [{"metric": "frames", "quantity": 10}]},
+        json={**lease(claimed), "usage": [{"metric": "frames", "quantity": 10}]},
         headers=org["work"],
     )
     assert envelope(done)["data"]["cost"] == 0.6
@@ -229,14 +240,17 @@ def test_claim_heartbeat_complete_meters_usage_and_settles_the_cost(
     assert claimed["id"] == job["id"]
     assert claimed["status"] == "running" and claimed["attempts"] == 1
     assert claimed["started_at"] and claimed["worker"].startswith("api_key:")
-    lease = datetime.fromisoformat(claimed["lease_expires_at"])
+    expires = datetime.fromisoformat(claimed["lease_expires_at"])
     beat = client.post(
-        f"/v1/jobs/{job['id']}/heartbeat", json={"lease_seconds": 600}, headers=org["work"]
+        f"/v1/jobs/{job['id']}/heartbeat",
+        json={**lease(claimed), "lease_seconds": 600},
+        headers=org["work"],
     )
-    assert datetime.fromisoformat(envelope(beat)["data"]["lease_expires_at"]) > lease
+    assert datetime.fromisoformat(envelope(beat)["data"]["lease_expires_at"]) > expires
     done = client.post(
         f"/v1/jobs/{job['id']}/complete",
         json={
+            **lease(claimed),
             "result": {"frames": 90},
             "usage": [
                 {"metric": "frames", "quantity": 90},
@@ -259,8 +273,8 @@ def test_claim_heartbeat_complete_meters_usage_and_settles_the_cost(
     metered = {r["metric"]: (r["quantity"], r["cost"]) for r in usage["records"]}
     assert metered == {"jobs": (1, 0.5), "frames": (90, 0.9), "gpu_seconds": (12.5, 0)}
     assert {r["job_type"] for r in usage["records"]} == {"render"}
-    again = client.post(f"/v1/jobs/{job['id']}/complete", json={}, headers=org["work"])
-    assert again.status_code == 409
+    again = client.post(f"/v1/jobs/{job['id']}/complete", json=lease(claimed), headers=org["work"])
+    assert again.status_code == 409 and error_code(again) == "lease_lost"
 
 
 def test_a_failed_attempt_is_retried_with_backoff_until_dead(
@@ -268,11 +282,12 @@ def test_a_failed_attempt_is_retried_with_backoff_until_dead(
 ) -> None:
     drain(client, org["work"])
     job = submit(client, org["submit"], type="quick")  # max_attempts 2
-    assert [j["id"] for j in claim(client, org["work"])] == [job["id"]]
+    (first,) = claim(client, org["work"])
+    assert first["id"] == job["id"]
     failed = envelope(
         client.post(
             f"/v1/jobs/{job['id']}/fail",
-            json={"error_code": "gpu_oom", "error_message": "out of memory"},
+            json={**lease(first), "error_code": "gpu_oom", "error_message": "out of memory"},
             headers=org["work"],
         )
     )["data"]
@@ -289,7 +304,9 @@ def test_a_failed_attempt_is_retried_with_backoff_until_dead(
     assert second["id"] == job["id"] and second["attempts"] == 2
     dead = envelope(
         client.post(
-            f"/v1/jobs/{job['id']}/fail", json={"error_code": "gpu_oom"}, headers=org["work"]
+            f"/v1/jobs/{job['id']}/fail",
+            json={**lease(second), "error_code": "gpu_oom"},
+            headers=org["work"],
         )
     )["data"]
     assert dead["status"] == "dead" and dead["completed_at"] and dead["next_attempt_at"] is None
@@ -302,10 +319,10 @@ def test_a_failure_that_retrying_cannot_fix_is_dead_at_once(
 ) -> None:
     drain(client, org["work"])
     job = submit(client, org["submit"])
-    claim(client, org["work"])
+    (claimed,) = claim(client, org["work"])
     response = client.post(
         f"/v1/jobs/{job['id']}/fail",
-        json={"error_code": "bad_input", "retryable": False},
+        json={**lease(claimed), "error_code": "bad_input", "retryable": False},
         headers=org["work"],
     )
     assert envelope(response)["data"]["status"] == "dead"
@@ -317,27 +334,83 @@ def test_an_expired_lease_puts_the_job_back_and_heartbeats_keep_it(
 ) -> None:
     drain(client, org["work"])
     kept, lost = submit(client, org["submit"]), submit(client, org["submit"])
-    claimed = claim(client, org["work"], limit=2, lease_seconds=1)
-    assert {j["id"] for j in claimed} == {kept["id"], lost["id"]}
+    claimed = {j["id"]: j for j in claim(client, org["work"], limit=2, lease_seconds=1)}
+    assert set(claimed) == {kept["id"], lost["id"]}
     for _ in range(6):
         time.sleep(0.3)
-        beat = client.post(f"/v1/jobs/{kept['id']}/heartbeat", json={}, headers=org["work"])
+        beat = client.post(
+            f"/v1/jobs/{kept['id']}/heartbeat", json=lease(claimed[kept["id"]]), headers=org["work"]
+        )
         assert beat.status_code == 200, beat.text
     assert job_of(client, org["submit"], kept["id"])["status"] == "running"
     back = job_of(client, org["submit"], lost["id"])
     assert back["status"] == "queued" and back["error_code"] == "lease_expired"
     assert back["attempts"] == 1 and back["worker"] is None
-    late = client.post(f"/v1/jobs/{lost['id']}/complete", json={}, headers=org["work"])
+    late = client.post(
+        f"/v1/jobs/{lost['id']}/complete", json=lease(claimed[lost["id"]]), headers=org["work"]
+    )
     assert late.status_code == 409 and "not running" in envelope(late)["error"]["message"]
+    assert error_code(late) == "lease_lost"
     (again,) = claim(client, org["work"])
     assert again["id"] == lost["id"] and again["attempts"] == 2
+
+
+def test_a_stale_worker_whose_job_was_claimed_again_changes_nothing(
+    client: httpx.Client, org: dict
+) -> None:
+    """Regression (issue 8, item 4): the worker whose lease ran out used to overwrite the
+    live attempt's job; the lease token of each attempt now tells them apart, even when
+    both attempts were claimed with the same API key."""
+    drain(client, org["work"])
+    job = submit(client, org["submit"], type="brief")  # lease_seconds 1
+    (stale,) = claim(client, org["work"])
+    assert stale["id"] == job["id"] and stale["lease_token"]
+    deadline = time.monotonic() + 10
+    live: dict[str, Any] | None = None
+    while live is None:
+        assert time.monotonic() < deadline, "the expired lease was never claimed again"
+        time.sleep(0.3)
+        live = next(iter(claim(client, org["work"])), None)
+    assert live["id"] == job["id"] and live["attempts"] == 2
+    assert live["lease_token"] != stale["lease_token"]
+    path = f"/v1/jobs/{job['id']}"
+    for suffix, body in (
+        ("/complete", {"result": {"by": "stale"}}),
+        ("/fail", {"error_code": "stale", "retryable": False}),
+        ("/heartbeat", {"lease_seconds": 3600}),
+    ):
+        late = client.post(path + suffix, json={**lease(stale), **body}, headers=org["work"])
+        assert late.status_code == 409, (suffix, late.text)
+        assert error_code(late) == "lease_lost"
+    wrong = client.post(
+        path + "/complete", json={"lease_token": "not-the-token"}, headers=org["work"]
+    )
+    assert wrong.status_code == 409 and error_code(wrong) == "lease_lost"
+    missing = client.post(path + "/complete", json={"result": 1}, headers=org["work"])
+    assert missing.status_code == 400, missing.text
+    assert "lease_token" in missing.text
+    untouched = job_of(client, org["submit"], job["id"])
+    assert untouched["status"] == "running" and untouched["attempts"] == 2
+    assert untouched["result"] is None and untouched["error_code"] == "lease_expired"
+    assert untouched["lease_expires_at"] == live["lease_expires_at"]
+    done = client.post(
+        path + "/complete", json={**lease(live), "result": {"by": "live"}}, headers=org["work"]
+    )
+    assert done.status_code == 200, done.text
+    again = client.post(
+        path + "/complete", json={**lease(stale), "result": {"by": "stale"}}, headers=org["work"]
+    )
+    assert again.status_code == 409 and error_code(again) == "lease_lost"
+    final = job_of(client, org["submit"], job["id"])
+    assert final["status"] == "succeeded" and final["result"] == {"by": "live"}
+    assert "lease_token" not in final
 
 
 def test_cancel_and_retry(client: httpx.Client, org: dict) -> None:
     drain(client, org["work"])
     manage = _key(create_key(client, org["owner"], org["id"], scopes=["jobs.manage"]))
     queued, running = submit(client, org["submit"]), submit(client, org["submit"])
-    claim(client, org["work"], limit=1)
+    (leased,) = claim(client, org["work"], limit=1)
     running_now = job_of(client, org["submit"], running["id"])
     first = queued if running_now["status"] == "queued" else running
     second = running if first is queued else queued
@@ -345,8 +418,11 @@ def test_cancel_and_retry(client: httpx.Client, org: dict) -> None:
     assert canceled["status"] == "canceled" and canceled["canceled_at"]
     stopped = envelope(client.post(f"/v1/jobs/{second['id']}/cancel", headers=manage))["data"]
     assert stopped["status"] == "canceled" and stopped["worker"] is None
-    beat = client.post(f"/v1/jobs/{second['id']}/heartbeat", json={}, headers=org["work"])
+    beat = client.post(
+        f"/v1/jobs/{second['id']}/heartbeat", json=lease(leased), headers=org["work"]
+    )
     assert beat.status_code == 409  # the worker learns to stop
+    assert error_code(beat) == "lease_lost"
     twice = client.post(f"/v1/jobs/{first['id']}/cancel", headers=manage)
     assert twice.status_code == 409 and error_code(twice) == "conflict"
     assert claim(client, org["work"], limit=10) == []
@@ -366,21 +442,23 @@ def test_worker_routes_need_the_work_scope_and_the_lease(client: httpx.Client, o
     drain(client, org["work"])
     job = submit(client, org["submit"])
     other = _key(create_key(client, org["owner"], org["id"], scopes=["jobs:work"]))
-    claim(client, org["work"])
-    stolen = client.post(f"/v1/jobs/{job['id']}/complete", json={}, headers=other)
-    assert stolen.status_code == 409
+    (claimed,) = claim(client, org["work"])
+    stolen = client.post(f"/v1/jobs/{job['id']}/complete", json=lease(claimed), headers=other)
+    assert stolen.status_code == 409 and error_code(stolen) == "lease_lost"
     assert "another worker" in envelope(stolen)["error"]["message"]
     for body in ({"limit": 0}, {"limit": 101}, {"types": []}, {"lease_seconds": 0}):
         bad = client.post("/v1/jobs/claim", json=body, headers=org["work"])
         assert bad.status_code == 400, body
     bad_url = client.post(
         f"/v1/jobs/{job['id']}/complete",
-        json={"artifact_url": "javascript:alert(1)"},
+        json={**lease(claimed), "artifact_url": "javascript:alert(1)"},
         headers=org["work"],
     )
     assert bad_url.status_code == 400
     bad_code = client.post(
-        f"/v1/jobs/{job['id']}/fail", json={"error_code": "Not A Code"}, headers=org["work"]
+        f"/v1/jobs/{job['id']}/fail",
+        json={**lease(claimed), "error_code": "Not A Code"},
+        headers=org["work"],
     )
     assert bad_code.status_code == 400
 
@@ -407,6 +485,8 @@ def test_another_organizations_jobs_do_not_exist(client: httpx.Client, org: dict
         ("POST", "/fail"),
     ):
         body = {"error_code": "x"} if suffix == "/fail" else {}
+        if suffix in ("/heartbeat", "/complete", "/fail"):
+            body["lease_token"] = "a-well-formed-but-foreign-token"
         for headers in (their_worker, bearer(stranger)):
             response = client.request(
                 method, f"/v1/jobs/{job['id']}{suffix}", json=body, headers=headers
@@ -481,8 +561,10 @@ def test_every_state_change_is_an_event_on_the_jobs_stream(
     work = org["work"]
     path = f"/v1/jobs/{job['id']}/events"
     with open_stream(server, bearer(org["owner"]), {"after": "0-0"}, path=path) as stream:
-        claim(client, work)
-        client.post(f"/v1/jobs/{job['id']}/fail", json={"error_code": "flaky"}, headers=work)
+        (first,) = claim(client, work)
+        client.post(
+            f"/v1/jobs/{job['id']}/fail", json={**lease(first), "error_code": "flaky"}, headers=work
+        )
         time.sleep(0.25)
         claim(client, work, lease_seconds=1)  # then let the lease run out
         time.sleep(1.5)
@@ -490,8 +572,10 @@ def test_every_state_change_is_an_event_on_the_jobs_stream(
         manage = bearer(org["owner"])
         client.post(f"/v1/jobs/{job['id']}/cancel", headers=manage).raise_for_status()
         client.post(f"/v1/jobs/{job['id']}/retry", headers=manage).raise_for_status()
-        claim(client, work)
-        client.post(f"/v1/jobs/{job['id']}/complete", json={}, headers=work).raise_for_status()
+        (last,) = claim(client, work)
+        client.post(
+            f"/v1/jobs/{job['id']}/complete", json=lease(last), headers=work
+        ).raise_for_status()
         frames = stream.until("job.succeeded")
     assert [f["event"] for f in frames] == [
         "job.queued",

@@ -45,7 +45,11 @@ def _run(
     job_id = envelope(submitted)["data"]["id"]
     claimed = envelope(client.post("/v1/jobs/claim", json={"limit": 1}, headers=worker))["data"]
     assert [j["id"] for j in claimed] == [job_id]
-    done = client.post(f"/v1/jobs/{job_id}/complete", json={"usage": usage}, headers=worker)
+    done = client.post(
+        f"/v1/jobs/{job_id}/complete",
+        json={"lease_token": claimed[0]["lease_token"], "usage": usage},
+        headers=worker,
+    )
     assert done.status_code == 200, done.text
     return str(job_id)
 

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.api import bearer, create_key, create_org, envelope, signup
+from tests.support.api import bearer, create_key, create_org, signup
 from tests.support.servers import Server, free_port, start_server
 
 
@@ -97,9 +97,9 @@ def test_a_retry_after_the_server_died_before_storing_its_answer_runs_once(
     finally:
         server.stop()
     # Nothing of either request is left: the change rolled back with its unstored answer.
+    answers_sql = "SELECT count(*) FROM idempotency_keys WHERE key = %s"
     for header in (job_headers, team_headers):
-        idem = header["Idempotency-Key"]
-        assert _count(database_url, "SELECT count(*) FROM idempotency_keys WHERE key = %s", idem) == 0
+        assert _count(database_url, answers_sql, header["Idempotency-Key"]) == 0
     jobs_sql = "SELECT count(*) FROM jobs WHERE idempotency_key = %s"
     teams_sql = "SELECT count(*) FROM teams WHERE organization_id = %s AND name = %s"
     assert _count(database_url, jobs_sql, job_headers["Idempotency-Key"]) == 0

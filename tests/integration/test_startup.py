@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.support.servers import free_port
+from treadle.settings import PLACEHOLDER_SECRET_KEYS
 from treadle.store.migrate import migrate, migrations
 
 
@@ -72,3 +75,59 @@ def test_concurrent_migrations_apply_each_file_once(database_url: str) -> None:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("change-me-to-64-hex-chars", "is the placeholder from docker/compose.yaml"),
+        ("a" * 31, "is shorter than 32 bytes"),
+    ],
+)
+def test_a_weak_secret_key_refuses_to_start(tmp_path, key: str, why: str) -> None:
+    done = _cli("serve", env={"TREADLE_SECRET_KEY": key, "TREADLE_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"treadle: TREADLE_SECRET_KEY {why}; make one with:")
+
+
+def test_the_compose_files_placeholder_is_the_one_refused() -> None:
+    compose = (Path(__file__).parents[2] / "docker" / "compose.yaml").read_text()
+    found = re.search(r"TREADLE_SECRET_KEY: \$\{TREADLE_SECRET_KEY:-([^}]+)\}", compose)
+    assert found, "docker/compose.yaml no longer sets TREADLE_SECRET_KEY as expected"
+    assert found.group(1) in PLACEHOLDER_SECRET_KEYS
+
+
+def _dead_storage() -> dict[str, str]:
+    """Storage that cannot be reached: serve stops right after settling its secret key."""
+    return {
+        "TREADLE_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/x",
+        "TREADLE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
+
+
+def test_the_generated_secret_key_is_whole_and_private(tmp_path) -> None:
+    done = _cli("serve", env={**_dead_storage(), "TREADLE_DATA_DIR": str(tmp_path)})
+    assert "cannot reach PostgreSQL" in done.stderr
+    key_file = tmp_path / "secret.key"
+    key = key_file.read_text()
+    assert len(key) == 64 and int(key, 16) >= 0
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.key"]  # no temp file left
+    again = _cli("serve", env={**_dead_storage(), "TREADLE_DATA_DIR": str(tmp_path)})
+    assert "cannot reach PostgreSQL" in again.stderr
+    assert key_file.read_text() == key  # kept, not regenerated
+
+
+@pytest.mark.parametrize("content", ["", "\n", "0123abcd"])
+def test_an_empty_or_short_key_file_refuses_to_start(tmp_path, content: str) -> None:
+    key_file = tmp_path / "secret.key"
+    key_file.write_text(content)
+    done = _cli("serve", env={**_dead_storage(), "TREADLE_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"treadle: the secret key in {key_file} is shorter than 32 bytes")
+    assert "delete the file" in lines[0]
+    assert key_file.read_text() == content  # left for the operator to look at

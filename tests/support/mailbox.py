@@ -12,10 +12,20 @@ from aiosmtpd.controller import Controller
 
 from tests.support.servers import free_port
 
+# Recipients whose local part starts with this are refused for good (550), as a real
+# server refuses a mailbox that does not exist.
+REFUSED = "refused-"
+
 
 class _Handler:
     def __init__(self, box: Mailbox) -> None:
         self.box = box
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower().startswith(REFUSED):
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         message = message_from_bytes(envelope.content, policy=policy.default)

@@ -31,6 +31,8 @@ ANY_ORGANIZATION = "jobs:work:any"
 TypeName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Metric = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
 LeaseSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
+# What the claim handed this attempt; heartbeat, complete and fail present it.
+LeaseToken = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 Labels = Annotated[
     dict[
         Annotated[str, msgspec.Meta(min_length=1, max_length=64)],
@@ -61,6 +63,7 @@ class Claim(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
+    lease_token: LeaseToken
     lease_seconds: LeaseSeconds | None = None
 
 
@@ -70,6 +73,7 @@ class UsageItem(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Completion(msgspec.Struct, forbid_unknown_fields=True):
+    lease_token: LeaseToken
     result: Any = None
     usage: Annotated[list[UsageItem], msgspec.Meta(max_length=100)] = []
     artifact_url: (
@@ -78,6 +82,7 @@ class Completion(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Failure(msgspec.Struct, forbid_unknown_fields=True):
+    lease_token: LeaseToken
     error_code: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.]{0,63}$")]
     error_message: Annotated[str, msgspec.Meta(max_length=4000)] = ""
     # False: the failure will not go away by retrying, so the job is dead at once.
@@ -121,6 +126,11 @@ class Job(msgspec.Struct):
     canceled_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class ClaimedJob(Job):
+    # Present it to heartbeat, complete and fail; only this claim's answer carries it.
+    lease_token: str
 
 
 class UsageRecord(msgspec.Struct):
@@ -254,7 +264,9 @@ async def claim(req: Request) -> Any:
 
 async def heartbeat(req: Request) -> Any:
     body: Heartbeat = req.data
-    return await req.app.jobs.heartbeat(req.principal.subject, path_id(req), body.lease_seconds)
+    return await req.app.jobs.heartbeat(
+        req.principal.subject, path_id(req), body.lease_token, body.lease_seconds
+    )
 
 
 async def complete(req: Request) -> Any:
@@ -262,6 +274,7 @@ async def complete(req: Request) -> Any:
     return await req.app.jobs.complete(
         req.principal.subject,
         path_id(req),
+        body.lease_token,
         body.result,
         [msgspec.structs.asdict(u) for u in body.usage],
         body.artifact_url,
@@ -271,7 +284,12 @@ async def complete(req: Request) -> Any:
 async def fail(req: Request) -> Any:
     body: Failure = req.data
     return await req.app.jobs.fail(
-        req.principal.subject, path_id(req), body.error_code, body.error_message, body.retryable
+        req.principal.subject,
+        path_id(req),
+        body.lease_token,
+        body.error_code,
+        body.error_message,
+        body.retryable,
     )
 
 
@@ -324,7 +342,7 @@ ROUTES = [
         "jobs",
         auth="any",
         body=Claim,
-        response=list[Job],
+        response=list[ClaimedJob],
         permission="jobs:work",
         scope=scopes.caller_organization,
     ),

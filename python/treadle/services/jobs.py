@@ -17,6 +17,7 @@ from uuid import UUID
 
 import psycopg
 
+from treadle._core import constant_time_eq, derive_key, keyed_hash, random_token
 from treadle.background import Background
 from treadle.services import audit
 from treadle.services.idempotency import check_same
@@ -45,7 +46,9 @@ DEFAULT_TYPE: Row = {
 # The usage metric that carries a job's base price.
 JOB_METRIC = "jobs"
 REAP_BATCH = 500
-_HIDDEN = ("idempotency_key", "fingerprint", "lease_owner", "run_after")
+_HIDDEN = ("idempotency_key", "fingerprint", "lease_owner", "run_after", "lease_token_hash")
+# How stale workers are told that the attempt they worked on is no longer theirs.
+LEASE_LOST = "lease_lost"
 
 
 def public_job(row: Row) -> Row:
@@ -84,6 +87,8 @@ class Jobs:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
+        # Lease tokens are stored as keyed hashes: the database alone cannot forge one.
+        self.lease_key = derive_key("treadle 2026 job lease tokens", settings.secret_key.encode())
 
     # -- API consumers -------------------------------------------------------------------
 
@@ -158,6 +163,7 @@ class Jobs:
                     "completed_at": NOW,
                     "lease_owner": None,
                     "lease_expires_at": None,
+                    "lease_token_hash": None,
                 },
             )
             await self._audit(conn, actor, job, after, "cancel")
@@ -212,25 +218,38 @@ class Jobs:
         types: list[str] | None,
         lease_seconds: int | None,
     ) -> list[Row]:
+        """The leased jobs, each with the ``lease_token`` its attempt must present to
+        heartbeat, complete or fail (handed out here only)."""
+        tokens = {self._hash(t): t for t in (random_token(24) for _ in range(limit))}
         async with self.db.transaction() as conn:
-            rows = await job_store.claim(conn, worker, limit, org_id, types, lease_seconds)
+            rows = await job_store.claim(
+                conn, worker, limit, org_id, types, lease_seconds, list(tokens)
+            )
             for row in rows:
                 await self._event(conn, row, "job.running")
-        return [public_job(r) for r in rows]
+        return [{**public_job(r), "lease_token": tokens[r["lease_token_hash"]]} for r in rows]
 
-    async def heartbeat(self, worker: str, job_id: UUID, lease_seconds: int | None) -> Row:
+    async def heartbeat(
+        self, worker: str, job_id: UUID, token: str, lease_seconds: int | None
+    ) -> Row:
         async with self.db.transaction() as conn:
-            job = await self._leased(conn, worker, job_id)
+            job = await self._leased(conn, worker, job_id, token)
             row = await job_store.extend_lease(conn, job_id, lease_seconds or job["lease_seconds"])
         assert row is not None
         return public_job(row)
 
     async def complete(
-        self, worker: str, job_id: UUID, result: Any, usage: list[Row], artifact_url: str | None
+        self,
+        worker: str,
+        job_id: UUID,
+        token: str,
+        result: Any,
+        usage: list[Row],
+        artifact_url: str | None,
     ) -> Row:
         """Done: the result stored, the usage metered and the job's cost settled."""
         async with self.db.transaction() as conn:
-            job = await self._leased(conn, worker, job_id)
+            job = await self._leased(conn, worker, job_id, token)
             records = _usage_records(job, usage)
             after = await job_store.update(
                 conn,
@@ -242,6 +261,7 @@ class Jobs:
                     "cost": sum((r["cost"] for r in records), Decimal(0)),
                     "completed_at": NOW,
                     "lease_expires_at": None,
+                    "lease_token_hash": None,
                     "error_code": None,
                     "error_message": None,
                 },
@@ -251,12 +271,12 @@ class Jobs:
         return public_job(after)
 
     async def fail(
-        self, worker: str, job_id: UUID, code: str, message: str, retryable: bool
+        self, worker: str, job_id: UUID, token: str, code: str, message: str, retryable: bool
     ) -> Row:
         """A failed attempt: back in the queue after a backoff, or dead when attempts are
         spent (or the worker says retrying cannot help)."""
         async with self.db.transaction() as conn:
-            job = await self._leased(conn, worker, job_id)
+            job = await self._leased(conn, worker, job_id, token)
             error = {"error_code": code, "error_message": message}
             if retryable and job["attempts"] < job["max_attempts"]:
                 delay = backoff(
@@ -270,7 +290,13 @@ class Jobs:
                 after = await job_store.update(
                     conn,
                     job_id,
-                    {**error, "status": "dead", "completed_at": NOW, "lease_expires_at": None},
+                    {
+                        **error,
+                        "status": "dead",
+                        "completed_at": NOW,
+                        "lease_expires_at": None,
+                        "lease_token_hash": None,
+                    },
                 )
                 await self._event(conn, after, "job.dead")
         return public_job(after)
@@ -293,21 +319,34 @@ class Jobs:
             raise ApiError.not_found(f"no job with id {job_id}")
         return job
 
-    async def _leased(self, conn: Conn, worker: str, job_id: UUID) -> Row:
-        """The job, locked, if ``worker`` holds its live lease; 409 saying why not otherwise."""
+    def _hash(self, token: str) -> str:
+        return keyed_hash(self.lease_key, token.encode())
+
+    async def _leased(self, conn: Conn, worker: str, job_id: UUID, token: str) -> Row:
+        """The job, locked, if ``worker`` holds its live lease with ``token``; 409
+        ``lease_lost`` saying why not otherwise. Each claim hands its attempt a new token,
+        so a worker whose lease ran out cannot act on the attempt that replaced it, even
+        when that attempt was claimed with the same API key."""
         job = await self._locked(conn, job_id)
         if job["status"] != "running":
-            raise ApiError.conflict(
-                f"this job is {job['status']}, not running: its lease is gone"
+            raise _lease_lost(
+                f"this job is {job['status']}, not running: your lease is gone"
                 + (
                     " (the worker missed its heartbeat)"
                     if job["error_code"] == "lease_expired"
                     else ""
                 ),
-                status=job["status"],
+                job,
             )
         if job["lease_owner"] != worker:
-            raise ApiError.conflict("another worker holds this job's lease", status=job["status"])
+            raise _lease_lost("another worker holds this job's lease", job)
+        stored = job["lease_token_hash"] or ""
+        if not constant_time_eq(self._hash(token).encode(), stored.encode()):
+            raise _lease_lost(
+                "this lease_token is not the live attempt's: your lease ran out and the job"
+                " was claimed again (or the token is wrong); drop this attempt",
+                job,
+            )
         return job
 
     async def _event(self, conn: Conn, row: Row, topic: str) -> None:
@@ -326,6 +365,10 @@ class Jobs:
             event=False,
         )
         await self._event(conn, after, "job.canceled" if action == "cancel" else "job.retried")
+
+
+def _lease_lost(message: str, job: Row) -> ApiError:
+    return ApiError(409, LEASE_LOST, message, {"status": job["status"]})
 
 
 def _price(pricing: Row, units: Decimal) -> Decimal:

@@ -114,15 +114,18 @@ WITH RECURSIVE orgs AS (
     ) ranked
     ORDER BY ranked.rank, random()
     LIMIT %(limit)s
+), numbered AS (
+    SELECT id, row_number() OVER () AS n FROM picked
 )
 UPDATE jobs SET
     status = 'running',
     attempts = jobs.attempts + 1,
     lease_owner = %(owner)s,
+    lease_token_hash = (%(hashes)s::text[])[numbered.n],
     lease_expires_at = now() + make_interval(secs => coalesce(%(lease)s, jobs.lease_seconds)),
     started_at = coalesce(jobs.started_at, now()),
     updated_at = now()
-FROM picked WHERE jobs.id = picked.id
+FROM numbered WHERE jobs.id = numbered.id
 RETURNING jobs.*
 """
 
@@ -134,12 +137,21 @@ async def claim(
     org_id: UUID | None,
     types: list[str] | None,
     lease_seconds: int | None,
+    token_hashes: list[str],
 ) -> list[Row]:
     """Lease up to ``limit`` ready jobs to ``owner`` (of ``org_id``, or of every
-    organization when None)."""
+    organization when None), each attempt with one of ``token_hashes`` (``limit`` of them,
+    distinct) as its lease token's hash."""
     cur = await conn.execute(
         _CLAIM,
-        {"org": org_id, "types": types, "limit": limit, "owner": owner, "lease": lease_seconds},
+        {
+            "org": org_id,
+            "types": types,
+            "limit": limit,
+            "owner": owner,
+            "lease": lease_seconds,
+            "hashes": token_hashes,
+        },
     )
     rows = await cur.fetchall()
     rows.sort(key=lambda r: (r["run_after"], r["id"]))
@@ -177,7 +189,8 @@ async def requeue_later(conn: Conn, job_id: UUID, delay: float, changes: Row) ->
     """Back in the queue after ``delay`` seconds, lease released."""
     cur = await conn.execute(
         "UPDATE jobs SET status = 'queued', run_after = now() + make_interval(secs => %s),"
-        " lease_owner = NULL, lease_expires_at = NULL, error_code = %s, error_message = %s,"
+        " lease_owner = NULL, lease_expires_at = NULL, lease_token_hash = NULL,"
+        " error_code = %s, error_message = %s,"
         " updated_at = now() WHERE id = %s RETURNING *",
         (delay, changes["error_code"], changes["error_message"], job_id),
     )
@@ -192,7 +205,7 @@ async def reap(conn: Conn, limit: int) -> list[Row]:
         "UPDATE jobs SET"
         " status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,"
         " completed_at = CASE WHEN attempts >= max_attempts THEN now() END,"
-        " run_after = now(), lease_owner = NULL, lease_expires_at = NULL,"
+        " run_after = now(), lease_owner = NULL, lease_expires_at = NULL, lease_token_hash = NULL,"
         " error_code = 'lease_expired',"
         " error_message = 'the worker stopped heartbeating before its lease ran out',"
         " updated_at = now()"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from treadle.store import events
+from dataclasses import dataclass
+
+from treadle.store import events, outbox
 from treadle.store.db import Conn
 
 # Taken with pg_try_advisory_xact_lock so that one process sweeps at a time.
@@ -11,9 +13,19 @@ SWEEP_LOCK = 0x7472_6564_0001
 DEFAULT_DAYS = {"audit_log_days": 365, "authz_denial_days": 90}
 
 
-async def sweep(conn: Conn, event_outbox_keep_hours: int) -> dict[str, int]:
-    """Delete expired audit rows, denials, idempotency keys and relayed outbox events
-    (call in a transaction); counts deleted."""
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """How long the platform keeps what no organization's settings govern."""
+
+    event_outbox_hours: int
+    mail_days: int
+    platform_audit_days: int
+
+
+async def sweep(conn: Conn, keep: Keep) -> dict[str, int]:
+    """Delete expired audit rows (of organizations and of the platform), denials,
+    idempotency keys, relayed outbox events and sent or failed mail (call in a
+    transaction); counts deleted."""
     cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS got", (SWEEP_LOCK,))
     row = await cur.fetchone()
     if not row or not row["got"]:
@@ -30,7 +42,14 @@ async def sweep(conn: Conn, event_outbox_keep_hours: int) -> dict[str, int]:
             (setting, DEFAULT_DAYS[setting]),
         )
         deleted[table] = cur.rowcount
+    cur = await conn.execute(
+        "DELETE FROM audit_logs WHERE organization_id IS NULL"
+        " AND created_at < now() - make_interval(days => %s)",
+        (keep.platform_audit_days,),
+    )
+    deleted["platform_audit_logs"] = cur.rowcount
     cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= now()")
     deleted["idempotency_keys"] = cur.rowcount
-    deleted["event_outbox"] = await events.prune_relayed(conn, event_outbox_keep_hours)
+    deleted["event_outbox"] = await events.prune_relayed(conn, keep.event_outbox_hours)
+    deleted["mail_outbox"] = await outbox.prune(conn, keep.mail_days)
     return deleted
