@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.api import (
@@ -327,6 +328,29 @@ def test_a_failure_that_retrying_cannot_fix_is_dead_at_once(
     )
     assert envelope(response)["data"]["status"] == "dead"
     assert envelope(response)["data"]["attempts"] == 1
+
+
+def test_a_job_whose_stored_input_cannot_be_returned_never_breaks_a_claim(
+    client: httpx.Client, org: dict, database_url: str
+) -> None:
+    """A job stored before inputs were bounded at submission (here: an integer past 64
+    bits, which jsonb keeps and the encoder refuses) is buried, not leased and lost."""
+    drain(client, org["work"])
+    poisoned = submit(client, org["submit"], input={"n": 1})
+    good = submit(client, org["submit"], input={"n": 2})
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE jobs SET input = '{\"n\": 1180591620717411303424}'::jsonb WHERE id = %s",
+            (poisoned["id"],),
+        )
+    claimed = claim(client, org["work"], limit=10)
+    assert [j["id"] for j in claimed] == [good["id"]]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT status, error_code, lease_token_hash FROM jobs WHERE id = %s",
+            (poisoned["id"],),
+        ).fetchone()
+    assert row == ("dead", "unencodable", None)
 
 
 def test_an_expired_lease_puts_the_job_back_and_heartbeats_keep_it(

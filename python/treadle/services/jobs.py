@@ -19,6 +19,7 @@ import psycopg
 
 from treadle._core import constant_time_eq, derive_key, keyed_hash, random_token
 from treadle.background import Background
+from treadle.encoding import encodable
 from treadle.services import audit
 from treadle.services.idempotency import check_same
 from treadle.services.principal import Actor
@@ -225,9 +226,33 @@ class Jobs:
             rows = await job_store.claim(
                 conn, worker, limit, org_id, types, lease_seconds, list(tokens)
             )
+            claimed = []
             for row in rows:
+                job = public_job(row)
+                if not encodable(job):
+                    await self._bury_unreturnable(conn, row)
+                    continue
                 await self._event(conn, row, "job.running")
-        return [{**public_job(r), "lease_token": tokens[r["lease_token_hash"]]} for r in rows]
+                claimed.append({**job, "lease_token": tokens[row["lease_token_hash"]]})
+        return claimed
+
+    async def _bury_unreturnable(self, conn: Conn, row: Row) -> None:
+        """A job whose stored input the answer cannot carry (kept before inputs were checked
+        at submission) would fail every claim that leased it: it is dead, not leased."""
+        log.error("job %s cannot be encoded; marked dead", row["id"])
+        after = await job_store.update(
+            conn,
+            row["id"],
+            {
+                "status": "dead",
+                "error_code": "unencodable",
+                "error_message": "the job's stored input cannot be returned as JSON",
+                "completed_at": NOW,
+                "lease_expires_at": None,
+                "lease_token_hash": None,
+            },
+        )
+        await self._event(conn, after, "job.dead")
 
     async def heartbeat(
         self, worker: str, job_id: UUID, token: str, lease_seconds: int | None
