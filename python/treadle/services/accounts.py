@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -111,8 +111,8 @@ class Accounts:
             await self._reserve_unknown(email)
             await self.passwords.verify(None, password)
             raise ApiError.unauthenticated(WRONG_CREDENTIALS)
-        own_lock = await self._checked(user["id"], user["password_hash"], password)
-        if own_lock is False:
+        right, own_lock = await self._checked(user["id"], user["password_hash"], password)
+        if not right:
             raise ApiError.unauthenticated(WRONG_CREDENTIALS)
         async with self.db.transaction() as conn:
             await self._clear_or_refuse(conn, user["id"], own_lock)
@@ -122,12 +122,14 @@ class Accounts:
             )
         return {"user": public_user(user), **tokens}
 
-    async def _checked(self, user_id: UUID, stored: str | None, password: str) -> Any:
+    async def _checked(
+        self, user_id: UUID, stored: str | None, password: str
+    ) -> tuple[bool, datetime | None]:
         """Check a password under the account's lockout. The attempt is counted as a
         failure before the hash runs, in one locked transaction, so concurrent attempts
         cannot all see the account unlocked: at most ``login_max_failures`` checks run
-        before the lock. False when wrong; when right, the lock this very attempt set (it
-        was the last one allowed) or None, for ``_clear_or_refuse``."""
+        before the lock. Whether the password is right, and the lock this very attempt set
+        (it was the last one allowed) or None, for ``_clear_or_refuse``."""
         async with self.db.transaction() as conn:
             state = await user_store.lockout_state(conn, user_id)
             if state is None:
@@ -142,10 +144,10 @@ class Accounts:
         if not await self.passwords.verify(stored, password):
             if own_lock is not None:
                 await self.sessions.announce([], user_id)
-            return False
-        return own_lock
+            return False, own_lock
+        return True, own_lock
 
-    async def _clear_or_refuse(self, conn: Any, user_id: UUID, own_lock: Any) -> None:
+    async def _clear_or_refuse(self, conn: Any, user_id: UUID, own_lock: datetime | None) -> None:
         """A right password still loses to a lock another attempt set meanwhile: inside a
         burst of guesses, the right one does not get in."""
         if not await user_store.clear_failures_unless_locked(conn, user_id, own_lock):
@@ -291,8 +293,8 @@ class Accounts:
             stored = await user_store.password_hash(conn, user_id)
         # Wrong current passwords count toward the sign-in lockout: a stolen session must
         # not become an unlimited password oracle.
-        own_lock = await self._checked(user_id, stored, current)
-        if own_lock is False:
+        right, own_lock = await self._checked(user_id, stored, current)
+        if not right:
             raise ApiError.forbidden("current_password is wrong")
         password_hash = await self.passwords.hash(new)
         async with self.db.transaction() as conn:

@@ -76,7 +76,9 @@ async def lockout_state(conn: Conn, user_id: UUID) -> Row | None:
     return await cur.fetchone()
 
 
-async def clear_failures_unless_locked(conn: Conn, user_id: UUID, own_lock: Any) -> bool:
+async def clear_failures_unless_locked(
+    conn: Conn, user_id: UUID, own_lock: datetime | None
+) -> bool:
     """Clear the counters after a right password, unless another attempt locked the
     account meanwhile (``own_lock``: the lock this attempt itself set, which it may lift)."""
     cur = await conn.execute(
