@@ -243,8 +243,10 @@ def api_key_check(raw: str) -> bool:
 class KeyCache:
     """Verification cache keyed by an API key's keyed hash, holding any Python object (the
     key's record) for ``ttl_seconds``, or a negative entry ("no such key") for
-    ``negative_ttl_seconds``. At ``capacity``, expired entries go first, then about an
-    eighth of the rest.
+    ``negative_ttl_seconds``. Positive entries (at most ``capacity``) and negative ones
+    (at most ``negative_capacity``, by default ``capacity``) are bounded apart, so a flood
+    of unknown keys cannot evict valid ones; at its bound, a side drops its expired entries
+    first, then about an eighth of the rest.
 
     ``get`` returns ``(True, record)`` for a positive hit, ``(True, None)`` for a
     negative hit and ``(False, None)`` for a miss. To keep a fill from racing an
@@ -253,7 +255,11 @@ class KeyCache:
     """
 
     def __new__(
-        cls, ttl_seconds: float, negative_ttl_seconds: float, capacity: int
+        cls,
+        ttl_seconds: float,
+        negative_ttl_seconds: float,
+        capacity: int,
+        negative_capacity: int | None = None,
     ) -> KeyCache: ...
     def get(self, key_hash: str) -> tuple[bool, object | None]:
         """``(hit, record)``: ``(True, record)``, ``(True, None)`` for a cached unknown key,
@@ -270,6 +276,9 @@ class KeyCache:
     @property
     def generation(self) -> int:
         """Bumped by every invalidation; pass the value read before a load to ``put``."""
+    @property
+    def negative_len(self) -> int:
+        """How many negative entries are held (expired ones not yet purged included)."""
     def __len__(self) -> int: ...
 
 @final

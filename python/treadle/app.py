@@ -21,6 +21,7 @@ from treadle.services.sessions import Sessions, bearer_token
 from treadle.services.teams import Teams
 from treadle.settings import Settings
 from treadle.store.db import Database
+from treadle.web.client_address import client_address, parse_trusted
 from treadle.web.errors import ApiError
 from treadle.web.kernel import Kernel
 from treadle.web.metrics import Metrics
@@ -129,8 +130,16 @@ def build_kernel(settings: Settings) -> Kernel:
         if not decision.allowed:
             await app.authz.deny(req, route, scope, decision)
 
+    trusted_proxies = parse_trusted(settings.trusted_proxies)
+
     async def admit(req: Request, route: Route) -> list[tuple[str, str]]:
-        return await app.rate_limits.check(req.principal, route.cost)
+        if req.principal is not None:
+            return await app.rate_limits.check(req.principal, route.cost)
+        if route.tag == "meta":
+            # Probes, scrapers and the API document are never refused.
+            return []
+        address = client_address(req.client, req.headers.get, trusted_proxies)
+        return await app.rate_limits.client(address, route.cost)
 
     kernel = Kernel(
         settings,

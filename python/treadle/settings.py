@@ -51,6 +51,16 @@ class Settings:
     rate_limit_mode: str = "auto"
     rate_limit_user: str = "1200/60"
     rate_limit_api_key: str = "6000/60"
+    # Unauthenticated routes (signup, login, password flows...), per client address.
+    rate_limit_anonymous: str = "30/60"
+    # No organization-defined policy may allow more than this.
+    rate_limit_max: str = "100000/60"
+    # Comma-separated IPs/CIDRs whose X-Forwarded-For / Forwarded headers are believed.
+    trusted_proxies: str = ""
+    # argon2 runs at most this many at once per process (0: the CPU count), with at most
+    # password_hash_queue more waiting; past that, 503.
+    password_hash_concurrency: int = 0
+    password_hash_queue: int = 64
     retention_sweep_seconds: float = 3600.0
     # How long sent (or failed) mail and platform-level audit rows (no organization) are
     # kept; organizations set their own audit retention.
@@ -98,11 +108,24 @@ class Settings:
             raise SettingsError(
                 f"rate_limit_mode must be auto, local or redis, not {self.rate_limit_mode!r}"
             )
-        for name in ("rate_limit_user", "rate_limit_api_key"):
+        for name in (
+            "rate_limit_user",
+            "rate_limit_api_key",
+            "rate_limit_anonymous",
+            "rate_limit_max",
+        ):
             parse_rate(getattr(self, name), name)
         for name in ("mail_keep_days", "platform_audit_keep_days"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.password_hash_concurrency < 0 or self.password_hash_queue < 0:
+            raise SettingsError("password_hash_concurrency and password_hash_queue must be >= 0")
+        from treadle.web.client_address import parse_trusted
+
+        try:
+            parse_trusted(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingsError(f"trusted_proxies: {exc}") from None
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, not {self.workers}")
         # Empty means "generate one into the data directory" (treadle serve does).

@@ -101,3 +101,17 @@ def test_access_log_is_one_json_line_per_request_without_secrets(server: Server)
     assert account["refresh_token"] not in log
     assert "secret-token-value" not in log
     assert "correct horse battery" not in log
+
+
+def test_invented_methods_count_as_one_other_label(server: Server) -> None:
+    with server.client() as client:
+        statuses = {client.request(f"FOO{i}", "/v1/me").status_code for i in range(1, 51)}
+        client.request("FOO1", "/no/such/path")
+        text = client.get("/metrics").text
+    assert statuses <= {405}, statuses
+    methods = set(re.findall(r'treadle_http_requests_total\{method="([^"]*)"', text))
+    assert "OTHER" in methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"}
+    assert 'route="<unmatched>"' in text
+    routes = set(re.findall(r'route="([^"]*)"', text))
+    assert not any("no/such" in r for r in routes)

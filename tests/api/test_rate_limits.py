@@ -88,3 +88,29 @@ def test_members_acting_in_the_organization_share_its_policy(client: httpx.Clien
     assert statuses == [200] * 5 + [429] * 3
     # Outside the organization, nothing is charged to it.
     assert client.get("/v1/me", headers=bearer(member)).status_code == 200
+
+
+def test_a_policy_above_the_platform_maximum_is_refused(client: httpx.Client) -> None:
+    owner = signup(client)
+    org = create_org(client, owner)
+    policies = [
+        {"name": "fine", "limit": 100_000, "period_seconds": 60},
+        {"name": "greedy", "limit": 200_000, "period_seconds": 60},
+    ]
+    response = client.put(
+        f"/v1/organizations/{org['id']}/settings",
+        json={"rate_limit_policies": policies},
+        headers=bearer(owner),
+    )
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "validation_failed"
+    assert response.json()["error"]["details"]["path"] == "$.rate_limit_policies[1].limit"
+    # Same limit over a shorter window is a higher rate: refused too.
+    fast = [{"name": "fast", "limit": 100_000, "period_seconds": 30}]
+    response = client.put(
+        f"/v1/organizations/{org['id']}/settings",
+        json={"rate_limit_policies": fast},
+        headers=bearer(owner),
+    )
+    assert response.status_code == 400, response.text
+    set_policies(client, owner, org["id"], ("slow", 100_000, 120))

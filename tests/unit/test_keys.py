@@ -140,3 +140,13 @@ def test_cache_rejects_bad_ttls(ttl: float) -> None:
         KeyCache(ttl, 1, 10)
     with pytest.raises(ValueError, match="negative_ttl_seconds"):
         KeyCache(1, ttl, 10)
+
+
+def test_unknown_keys_cannot_evict_valid_ones_from_the_cache() -> None:
+    cache = KeyCache(60, 60, 100, negative_capacity=1_000)
+    cache.put("valid", {"id": 1})
+    for i in range(20_000):
+        cache.put_missing(f"unknown-{i}")
+    assert cache.get("valid") == (True, {"id": 1})
+    assert cache.negative_len <= 1_000
+    assert cache.get("unknown-19999") == (True, None)

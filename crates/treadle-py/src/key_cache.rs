@@ -8,8 +8,10 @@ use treadle_core::keys::{Cached, VerifyCache};
 
 /// Verification cache keyed by an API key's keyed hash, holding any Python object (the
 /// key's record) for ``ttl_seconds``, or a negative entry ("no such key") for
-/// ``negative_ttl_seconds``. At ``capacity``, expired entries go first, then about an
-/// eighth of the rest.
+/// ``negative_ttl_seconds``. Positive entries (at most ``capacity``) and negative ones
+/// (at most ``negative_capacity``, by default ``capacity``) are bounded apart, so a flood
+/// of unknown keys cannot evict valid ones; at its bound, a side drops its expired entries
+/// first, then about an eighth of the rest.
 ///
 /// ``get`` returns ``(True, record)`` for a positive hit, ``(True, None)`` for a
 /// negative hit and ``(False, None)`` for a miss. To keep a fill from racing an
@@ -23,12 +25,19 @@ pub(crate) struct KeyCache {
 #[pymethods]
 impl KeyCache {
     #[new]
-    fn new(ttl_seconds: f64, negative_ttl_seconds: f64, capacity: usize) -> PyResult<Self> {
+    #[pyo3(signature = (ttl_seconds, negative_ttl_seconds, capacity, negative_capacity = None))]
+    fn new(
+        ttl_seconds: f64,
+        negative_ttl_seconds: f64,
+        capacity: usize,
+        negative_capacity: Option<usize>,
+    ) -> PyResult<Self> {
         Ok(Self {
-            inner: VerifyCache::new(
+            inner: VerifyCache::with_negative_capacity(
                 duration(ttl_seconds, "ttl_seconds")?,
                 duration(negative_ttl_seconds, "negative_ttl_seconds")?,
                 capacity,
+                negative_capacity.unwrap_or(capacity),
             ),
         })
     }
@@ -85,6 +94,12 @@ impl KeyCache {
     #[getter]
     fn generation(&self) -> u64 {
         self.inner.generation()
+    }
+
+    /// How many negative entries are held (expired ones not yet purged included).
+    #[getter]
+    fn negative_len(&self) -> usize {
+        self.inner.negative_len()
     }
 
     fn __len__(&self) -> usize {

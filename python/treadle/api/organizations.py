@@ -176,6 +176,9 @@ async def put_settings(req: Request) -> Any:
         names = [item.name for item in items]
         if len(names) != len(set(names)):
             raise ApiError.validation(f"{field} names must be unique", f"$.{field}")
+    req.app.rate_limits.check_policies(
+        msgspec.to_builtins(body.rate_limit_policies), "$.rate_limit_policies"
+    )
     return await req.app.orgs.put_settings(
         actor(req), req.scope.organization_id, msgspec.to_builtins(body)
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -108,51 +108,63 @@ class Accounts:
             user = await user_store.credentials_by_email(conn, email)
         if user is None:
             # Unknown addresses are counted and locked like accounts, so the answers match.
-            await self._check_unknown_lock(email)
+            await self._reserve_unknown(email)
             await self.passwords.verify(None, password)
-            await self._fail_unknown(email)
             raise ApiError.unauthenticated(WRONG_CREDENTIALS)
-        now = clock.now()
-        if user_store.is_locked(user, now):
-            raise _locked((user["locked_until"] - now).total_seconds())
-        if not await self.passwords.verify(user["password_hash"], password):
-            async with self.db.transaction() as conn:
-                state = await user_store.record_failure(
-                    conn,
-                    user["id"],
-                    self.settings.login_max_failures,
-                    self.settings.login_lockout_seconds,
-                )
-            if user_store.is_locked(state, clock.now()):
-                await self.sessions.announce([], user["id"])
+        right, own_lock = await self._checked(user["id"], user["password_hash"], password)
+        if not right:
             raise ApiError.unauthenticated(WRONG_CREDENTIALS)
         async with self.db.transaction() as conn:
-            if user["failed_logins"]:
-                await user_store.clear_failures(conn, user["id"])
+            await self._clear_or_refuse(conn, user["id"], own_lock)
             tokens = await self.sessions.issue(conn, user, actor.user_agent, actor.ip)
             await audit.record(
                 conn, actor, None, "user.login", "session", tokens["session_id"], as_user=user["id"]
             )
         return {"user": public_user(user), **tokens}
 
-    async def _check_unknown_lock(self, email: str) -> None:
-        try:
-            ttl = await self.redis.ttl(self._key("login-lock", email))
-        except RedisError:
-            return
-        if ttl and ttl > 0:
-            raise _locked(ttl)
+    async def _checked(
+        self, user_id: UUID, stored: str | None, password: str
+    ) -> tuple[bool, datetime | None]:
+        """Check a password under the account's lockout. The attempt is counted as a
+        failure before the hash runs, in one locked transaction, so concurrent attempts
+        cannot all see the account unlocked: at most ``login_max_failures`` checks run
+        before the lock. Whether the password is right, and the lock this very attempt set
+        (it was the last one allowed) or None, for ``_clear_or_refuse``."""
+        async with self.db.transaction() as conn:
+            state = await user_store.lockout_state(conn, user_id)
+            if state is None:
+                raise ApiError.unauthenticated(WRONG_CREDENTIALS)
+            now = clock.now()
+            if user_store.is_locked(state, now):
+                raise _locked((state["locked_until"] - now).total_seconds())
+            state = await user_store.record_failure(
+                conn, user_id, self.settings.login_max_failures, self.settings.login_lockout_seconds
+            )
+        own_lock = state["locked_until"] if user_store.is_locked(state, clock.now()) else None
+        if not await self.passwords.verify(stored, password):
+            if own_lock is not None:
+                await self.sessions.announce([], user_id)
+            return False, own_lock
+        return True, own_lock
 
-    async def _fail_unknown(self, email: str) -> None:
+    async def _clear_or_refuse(self, conn: Any, user_id: UUID, own_lock: datetime | None) -> None:
+        """A right password still loses to a lock another attempt set meanwhile: inside a
+        burst of guesses, the right one does not get in."""
+        if not await user_store.clear_failures_unless_locked(conn, user_id, own_lock):
+            raise _locked(self.settings.login_lockout_seconds)
+
+    async def _reserve_unknown(self, email: str) -> None:
+        """Count the attempt before its (decoy) check: past the limit, locked."""
         key = self._key("login-fail", email)
+        seconds = self.settings.login_lockout_seconds
         try:
             count = await self.redis.incr(key)
-            await self.redis.expire(key, self.settings.login_lockout_seconds)
-            if count >= self.settings.login_max_failures:
-                await self.redis.set(
-                    self._key("login-lock", email), 1, ex=self.settings.login_lockout_seconds
-                )
-                await self.redis.delete(key)
+            if count == 1 or count == self.settings.login_max_failures:
+                # The lock runs from the failure that reached the limit.
+                await self.redis.expire(key, seconds)
+            if count > self.settings.login_max_failures:
+                ttl = await self.redis.ttl(key)
+                raise _locked(ttl if ttl > 0 else seconds)
         except RedisError:
             pass
 
@@ -279,10 +291,14 @@ class Accounts:
         check_new(new, principal.email, "new_password")
         async with self.db.connection() as conn:
             stored = await user_store.password_hash(conn, user_id)
-        if not await self.passwords.verify(stored, current):
+        # Wrong current passwords count toward the sign-in lockout: a stolen session must
+        # not become an unlimited password oracle.
+        right, own_lock = await self._checked(user_id, stored, current)
+        if not right:
             raise ApiError.forbidden("current_password is wrong")
         password_hash = await self.passwords.hash(new)
         async with self.db.transaction() as conn:
+            await self._clear_or_refuse(conn, user_id, own_lock)
             await user_store.set_password(conn, user_id, password_hash)
             revoked = await self.sessions.revoke_all(conn, user_id, "password_change")
             user = await user_store.by_id(conn, user_id)

@@ -68,6 +68,28 @@ async def record_failure(conn: Conn, user_id: UUID, max_failures: int, lock_seco
     return row
 
 
+async def lockout_state(conn: Conn, user_id: UUID) -> Row | None:
+    """The lockout counters, row locked: sign-in attempts on one account queue here."""
+    cur = await conn.execute(
+        "SELECT failed_logins, locked_until FROM users WHERE id = %s FOR UPDATE", (user_id,)
+    )
+    return await cur.fetchone()
+
+
+async def clear_failures_unless_locked(
+    conn: Conn, user_id: UUID, own_lock: datetime | None
+) -> bool:
+    """Clear the counters after a right password, unless another attempt locked the
+    account meanwhile (``own_lock``: the lock this attempt itself set, which it may lift)."""
+    cur = await conn.execute(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = %s"
+        " AND (locked_until IS NULL OR locked_until <= now()"
+        "      OR locked_until = %s::timestamptz) RETURNING id",
+        (user_id, own_lock),
+    )
+    return await cur.fetchone() is not None
+
+
 async def clear_failures(conn: Conn, user_id: UUID) -> None:
     await conn.execute(
         "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = %s", (user_id,)

@@ -116,8 +116,9 @@ class Kernel:
     async def _run(self, req: Request, route: Route) -> Response:
         if route.auth != "none":
             req.principal = await self.authenticate(req, route)
-            if self.admit is not None:
-                req.response_headers = await self.admit(req, route)
+        if self.admit is not None:
+            # With no principal, the admitter charges the client address instead.
+            req.response_headers = await self.admit(req, route)
         if route.body is not None:
             raw = await req.body(self.settings.max_body_bytes)
             req.data = decode(

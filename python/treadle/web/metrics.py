@@ -9,6 +9,10 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 Key = tuple[str, str, int]
 
+# Any other method a client invents counts as OTHER: a label per invented method would let
+# anyone add series to every worker without bound.
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
 
 class Metrics:
     """In-process series; ``snapshot``/``merge`` let workers add theirs together."""
@@ -18,7 +22,7 @@ class Metrics:
         self.series: dict[Key, list[float]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
+        key = (method if method in METHODS else "OTHER", route, status)
         row = self.series.get(key)
         if row is None:
             row = self.series[key] = [0.0] * (2 + len(BUCKETS) + 1)
@@ -34,6 +38,7 @@ class Metrics:
         merged: dict[Key, list[float]] = {}
         for snapshot in snapshots:
             for method, route, status, row in snapshot:
+                method = method if method in METHODS else "OTHER"
                 key = (method, route, int(status))
                 into = merged.setdefault(key, [0.0] * len(row))
                 for i, v in enumerate(row):
