@@ -105,11 +105,15 @@ class Policy:
 
     Roles are cumulative: a role also grants every action of the roles below it. ``"*"``
     grants every action. ``actions`` is every action the policy names, sorted.
+    ``owner_shielded`` actions are ones no deny ACL entry takes from an owner.
     Raises ``AuthzError`` for an unknown role name or an empty action.
     """
 
     def __new__(
-        cls, org_roles: dict[str, list[str]], team_roles: dict[str, list[str]]
+        cls,
+        org_roles: dict[str, list[str]],
+        team_roles: dict[str, list[str]],
+        owner_shielded: list[str] = ...,
     ) -> Policy: ...
     @property
     def actions(self) -> list[str]:
@@ -202,9 +206,11 @@ class Authz:
         resource_id: str,
         team_id: str | None = None,
         scopes: Sequence[str] | None = None,
+        excluding: str | None = None,
     ) -> Decision:
         """May ``subject`` (``user:<id>``, ``team:<id>`` or ``api_key:<id>``) perform
-        ``action`` on the resource? Raises ``AuthzError`` for a malformed subject."""
+        ``action`` on the resource? With ``excluding``, decide as if the ACL entry with
+        that id were not there. Raises ``AuthzError`` for a malformed subject."""
     def check_batch(
         self,
         org_id: str,

@@ -50,7 +50,6 @@ class App:
         self.events = Events(settings, self.db, self.redis)
         self.jobs = Jobs(settings, self.db)
         self.reaper = Reaper(self.jobs, settings.job_reap_seconds)
-        self.orgs = Organizations(self.db, self.authz)
         self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)
         mail = Mail(settings)
@@ -66,6 +65,7 @@ class App:
         self.invitations = Invitations(
             settings, self.db, self.authz, self.sessions, mail, self.mailer.wake
         )
+        self.orgs = Organizations(self.db, self.authz, self.invitations)
         self.metrics = Metrics()
         self.shared_metrics = SharedMetrics(self.redis, settings.redis_prefix, self.metrics)
         self.table: RouteTable | None = None

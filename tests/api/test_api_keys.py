@@ -8,7 +8,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.api import bearer, create_org, envelope, error_code, signup
+from tests.support.api import add_member, bearer, create_org, envelope, error_code, signup
 from tests.support.servers import Server
 
 
@@ -145,3 +145,32 @@ def test_usage_is_counted_per_day_and_route(client, org) -> None:
     assert envelope(client.get(f"/v1/api-keys/{made['id']}", headers=bearer(org["owner"])))["data"][
         "last_used_at"
     ]
+
+
+def test_only_a_platform_admin_renews_an_every_organization_key(client, admin) -> None:
+    """Issue 8: an organization admin could roll a platform-issued jobs:work:any key and
+    read every organization's jobs with it. Roll, rotate and enable grant the key's scopes
+    anew, so they are checked as create and patch are."""
+    org_admin = signup(client)
+    org_id = create_org(client, admin, "Pool")["id"]
+    add_member(client, admin, org_id, org_admin, "admin")
+    body = {"organization_id": org_id, "name": "pool", "scopes": ["jobs:work", "jobs:work:any"]}
+    made = client.post("/v1/api-keys", json=body, headers=bearer(admin))
+    assert made.status_code == 201, made.text
+    path = f"/v1/api-keys/{envelope(made)['data']['id']}"
+
+    def refused(response: httpx.Response) -> None:
+        assert response.status_code == 403, response.text
+        assert envelope(response)["error"]["details"]["reason"] == "scope_not_grantable"
+
+    refused(client.post(f"{path}/roll", headers=bearer(org_admin)))
+    refused(client.post(f"{path}/rotate", json={}, headers=bearer(org_admin)))
+    refused(client.patch(path, json={"scopes": ["jobs:work:any"]}, headers=bearer(org_admin)))
+    assert client.post(f"{path}/disable", headers=bearer(org_admin)).status_code == 200
+    refused(client.post(f"{path}/enable", headers=bearer(org_admin)))
+    assert envelope(client.get(path, headers=bearer(admin)))["data"]["status"] == "disabled"
+    assert client.post(f"{path}/enable", headers=bearer(admin)).status_code == 200
+    assert client.post(f"{path}/rotate", json={}, headers=bearer(admin)).status_code == 200
+    rolled = client.post(f"{path}/roll", headers=bearer(admin))
+    assert rolled.status_code == 200, rolled.text
+    assert envelope(rolled)["data"]["scopes"] == ["jobs:work", "jobs:work:any"]

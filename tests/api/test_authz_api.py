@@ -181,3 +181,121 @@ def test_batch_items_fail_alone(client: httpx.Client, org: dict) -> None:
         headers=bearer(owner),
     )
     assert [r["reason"] for r in envelope(as_owner)["data"]["results"]] == ["org_role", "org_role"]
+
+
+# -- nobody grants more than they hold (issue 8) -----------------------------------------
+
+
+def _acl(client, who, org_id, action, subject, effect="allow", kind="organization", rid=None):
+    return client.post(
+        "/v1/acl",
+        json={
+            "organization_id": org_id,
+            "resource_type": kind,
+            "resource_id": rid or org_id,
+            "action": action,
+            "subject": subject,
+            "effect": effect,
+        },
+        headers=bearer(who),
+    )
+
+
+def _refused(response: httpx.Response, reason: str) -> None:
+    assert response.status_code == 403, response.text
+    error = envelope(response)["error"]
+    assert (error["code"], error["details"]["reason"]) == ("forbidden", reason), error
+
+
+def test_an_admin_cannot_take_the_organization_from_its_owner(
+    client: httpx.Client, org: dict
+) -> None:
+    """The attack of issue 8: an admin granted itself members.owners, promoted itself,
+    demoted the owner, and denied the owner everything."""
+    owner = org["owner"]
+    admin = signup(client)
+    add_member(client, owner, org["id"], admin, "admin")
+    me, them = f"user:{admin['user']['id']}", f"user:{owner['user']['id']}"
+    members = f"/v1/organizations/{org['id']}/members"
+
+    _refused(_acl(client, admin, org["id"], "members.owners", me), "owner_only")
+    _refused(_acl(client, admin, org["id"], "org.archive", me), "owner_only")
+    _refused(_acl(client, admin, org["id"], "*", me), "owner_only")
+    _refused(_acl(client, admin, org["id"], "*", them, "deny"), "owner_only")
+    promote = client.patch(
+        f"{members}/{admin['user']['id']}", json={"role": "owner"}, headers=bearer(admin)
+    )
+    _refused(promote, "owner_only")
+    demote = client.patch(
+        f"{members}/{owner['user']['id']}", json={"role": "admin"}, headers=bearer(admin)
+    )
+    _refused(demote, "owner_only")
+    _refused(client.delete(f"{members}/{owner['user']['id']}", headers=bearer(admin)), "owner_only")
+
+    # A deny the admin may write (it holds acl.manage) still cannot lock the owner out of
+    # the ACL: the owner reads it, and removes the entry.
+    lockout = _acl(client, admin, org["id"], "acl.manage", them, "deny")
+    assert lockout.status_code == 201, lockout.text
+    entry = envelope(lockout)["data"]
+    got = _check(client, owner, org["id"], action="acl.manage", at_least_revision=entry["revision"])
+    assert (got["allowed"], got["reason"]) == (True, "org_role")
+    listed = client.get("/v1/acl", params={"organization_id": org["id"]}, headers=bearer(owner))
+    assert entry["id"] in {e["id"] for e in envelope(listed)["data"]}
+    assert client.delete(f"/v1/acl/{entry['id']}", headers=bearer(owner)).status_code == 200
+    roles = envelope(client.get(members, headers=bearer(owner)))["data"]
+    assert {(m["user_id"], m["role"]) for m in roles} == {
+        (owner["user"]["id"], "owner"),
+        (admin["user"]["id"], "admin"),
+        (org["member"]["user"]["id"], "member"),
+    }
+
+
+def test_an_owner_denied_everything_keeps_the_acl_and_the_owner_actions(
+    client: httpx.Client, org: dict
+) -> None:
+    owner = org["owner"]
+    them = f"user:{owner['user']['id']}"
+    made = _acl(client, owner, org["id"], "*", them, "deny", rid="*")
+    assert made.status_code == 201, made.text
+    entry = envelope(made)["data"]
+    path = f"/v1/organizations/{org['id']}"
+    denied = client.patch(path, json={"name": "Renamed"}, headers=bearer(owner))
+    assert envelope(denied)["error"]["details"]["reason"] == "acl_deny"
+    scopes = envelope(client.get("/v1/me/permissions", headers=bearer(owner)))["data"]
+    [here] = [s for s in scopes if s["resource_type"] == "organization"]
+    assert set(here["actions"]) == {"acl.read", "acl.manage", "members.owners", "org.archive"}
+    listed = client.get("/v1/acl", params={"organization_id": org["id"]}, headers=bearer(owner))
+    assert entry["id"] in {e["id"] for e in envelope(listed)["data"]}
+    assert client.delete(f"/v1/acl/{entry['id']}", headers=bearer(owner)).status_code == 200
+    assert client.patch(path, json={"name": "Renamed"}, headers=bearer(owner)).status_code == 200
+
+
+def test_acl_entries_only_for_actions_the_caller_holds(client: httpx.Client, org: dict) -> None:
+    owner, member = org["owner"], org["member"]
+    admin = signup(client)
+    add_member(client, owner, org["id"], admin, "admin")
+    subject = f"user:{member['user']['id']}"
+    # The admin holds jobs.submit: it may grant and deny it.
+    assert _acl(client, admin, org["id"], "jobs.submit", subject, "deny").status_code == 201
+    # An action only owners hold (any the policy does not name): not the admin's to give.
+    unheld = _acl(client, admin, org["id"], "reports.export", subject, kind="report", rid="r1")
+    _refused(unheld, "not_held")
+    # Deleting counts what the caller would hold without the entry: an allow the owner
+    # gave the admin is not the admin's to remove, a deny on the admin is.
+    gift = _acl(
+        client,
+        owner,
+        org["id"],
+        "reports.export",
+        f"user:{admin['user']['id']}",
+        kind="report",
+        rid="r1",
+    )
+    assert gift.status_code == 201, gift.text
+    _refused(
+        client.delete(f"/v1/acl/{envelope(gift)['data']['id']}", headers=bearer(admin)), "not_held"
+    )
+    curb = _acl(client, owner, org["id"], "jobs.submit", f"user:{admin['user']['id']}", "deny")
+    assert curb.status_code == 201, curb.text
+    removed = client.delete(f"/v1/acl/{envelope(curb)['data']['id']}", headers=bearer(admin))
+    assert removed.status_code == 200, removed.text

@@ -90,9 +90,55 @@ def test_guards_duplicates_members_roles_and_floods(client: httpx.Client) -> Non
     dup = _invite(client, owner, org["id"], email.upper())
     assert dup.status_code == 409
     statuses = [_invite(client, owner, org["id"], new_email("flood")).status_code for _ in range(6)]
-    # TREADLE_INVITATIONS_PER_HOUR=6 in the test servers; one was sent above.
-    assert statuses == [201] * 5 + [429]
+    # TREADLE_INVITATIONS_PER_HOUR=6 in the test servers; two were sent above (adding the
+    # member is an invitation too).
+    assert statuses == [201] * 4 + [429] * 2
     listed = envelope(
         client.get("/v1/invitations", params={"organization_id": org["id"]}, headers=bearer(owner))
     )
     assert listed["meta"]["page"]["total"] == 6
+
+
+def test_adding_a_member_invites_and_only_acceptance_makes_them_one(
+    client: httpx.Client, mailbox: Mailbox, admin: dict
+) -> None:
+    """Issue 8: adding by email made anyone a member of any organization, unasked."""
+    owner, invitee = signup(client), signup(client)
+    org = create_org(client, owner)
+    members = f"/v1/organizations/{org['id']}/members"
+    email = invitee["user"]["email"]
+    added = client.post(members, json={"email": email, "role": "member"}, headers=bearer(owner))
+    assert added.status_code == 202, added.text
+    data = envelope(added)["data"]
+    assert (data["status"], data["member"]) == ("invited", None)
+    assert (data["invitation"]["email"], data["invitation"]["status"]) == (email, "pending")
+    listed = envelope(client.get(members, headers=bearer(owner)))["data"]
+    assert email not in {m["email"] for m in listed}
+    assert client.get(f"/v1/organizations/{org['id']}", headers=bearer(invitee)).status_code == 404
+    token = mailbox.invitation_token(email, data["invitation"]["id"])
+    accepted = client.post(
+        f"/v1/invitations/{data['invitation']['id']}/accept",
+        json={"token": token},
+        headers=bearer(invitee),
+    )
+    assert accepted.status_code == 200, accepted.text
+    listed = envelope(client.get(members, headers=bearer(owner)))["data"]
+    assert (email, "member") in {(m["email"], m["role"]) for m in listed}
+    # Nobody is invited straight in as owner: they join, then an owner promotes them.
+    other = signup(client)
+    as_owner = client.post(
+        members, json={"user_id": other["user"]["id"], "role": "owner"}, headers=bearer(owner)
+    )
+    assert as_owner.status_code == 400, as_owner.text
+    assert envelope(as_owner)["error"]["details"]["path"] == "$.role"
+    # A platform admin adds at once.
+    theirs = create_org(client, admin)
+    direct = client.post(
+        f"/v1/organizations/{theirs['id']}/members",
+        json={"user_id": other["user"]["id"], "role": "viewer"},
+        headers=bearer(admin),
+    )
+    assert direct.status_code == 202, direct.text
+    data = envelope(direct)["data"]
+    assert (data["status"], data["invitation"]) == ("added", None)
+    assert (data["member"]["user_id"], data["member"]["role"]) == (other["user"]["id"], "viewer")

@@ -204,13 +204,20 @@ def test_mutations_write_audit_rows_and_failures_write_none(client: httpx.Client
     )
     logs = envelope(client.get(f"/v1/organizations/{org['id']}/audit-logs", headers=bearer(owner)))
     rows = logs["data"]
-    assert [r["action"] for r in rows] == ["member.add", "organization.create"]  # newest first
-    add = rows[0]
-    assert add["actor_id"] == owner["user"]["id"]
+    # Newest first; the member joined by accepting an invitation.
+    assert [r["action"] for r in rows] == [
+        "member.add",
+        "invitation.accept",
+        "invitation.create",
+        "organization.create",
+    ]
+    add, invite = rows[0], rows[2]
+    assert add["actor_id"] == add["target_id"] == member["user"]["id"]
     assert add["principal_type"] == "user"
-    assert add["target_id"] == member["user"]["id"]
-    assert add["after"] == {"role": "member"}
+    assert add["after"] == {"role": "member", "via": "invitation"}
     assert add["request_id"]
+    assert invite["actor_id"] == owner["user"]["id"]
+    assert invite["after"] == {"email": member["user"]["email"], "role": "member"}
     only = envelope(
         client.get(
             f"/v1/organizations/{org['id']}/audit-logs",
@@ -221,7 +228,7 @@ def test_mutations_write_audit_rows_and_failures_write_none(client: httpx.Client
     assert [r["action"] for r in only["data"]] == ["organization.create"]
     first = envelope(
         client.get(
-            f"/v1/organizations/{org['id']}/audit-logs", params={"limit": 1}, headers=bearer(owner)
+            f"/v1/organizations/{org['id']}/audit-logs", params={"limit": 3}, headers=bearer(owner)
         )
     )
     assert first["meta"]["page"]["next_cursor"]

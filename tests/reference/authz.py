@@ -12,6 +12,8 @@ Rules, in order:
    organization role (``org_role``). Roles are cumulative; ``*`` grants everything.
 4. An API key: the first scope that is ``*`` or the action (``key_scope``).
 5. Otherwise ``no_grant``.
+6. For an owner, deny entries do not count for the policy's ``owner_shielded`` actions.
+   ``excluding`` decides as if that one entry were not there.
 """
 
 from __future__ import annotations
@@ -56,11 +58,17 @@ def _cumulative(declared: dict[str, list[str]], order: tuple[str, ...]) -> dict[
 
 
 class ReferencePolicy:
-    def __init__(self, org_roles: dict[str, list[str]], team_roles: dict[str, list[str]]):
+    def __init__(
+        self,
+        org_roles: dict[str, list[str]],
+        team_roles: dict[str, list[str]],
+        owner_shielded: Sequence[str] = (),
+    ):
         self.org = _cumulative(org_roles, ORG_ROLES)
         self.team = _cumulative(team_roles, TEAM_ROLES)
         named = {a for acts in [*org_roles.values(), *team_roles.values()] for a in acts}
-        self.actions = sorted(named - {ANY})
+        self.actions = sorted((named | set(owner_shielded)) - {ANY})
+        self.shielded = set(self.actions) if ANY in owner_shielded else set(owner_shielded)
 
     def org_allows(self, role: str, action: str) -> bool:
         return ANY in self.org[role] or action in self.org[role]
@@ -106,6 +114,7 @@ class ReferenceAuthz:
         resource_id: str,
         team_id: str | None = None,
         scopes: Sequence[str] | None = None,
+        excluding: str | None = None,
     ) -> Decision:
         kind, ident = parse_subject(subject)
         org = self.orgs.get(org_id)
@@ -125,8 +134,12 @@ class ReferenceAuthz:
             and e_action in (action, ANY)
             and e_subject in subjects
         ]
+        matching = [(entry_id, effect) for entry_id, effect in matching if entry_id != excluding]
+        shielded = (
+            kind == "user" and org.members[ident] == "owner" and action in self.policy.shielded
+        )
         denies = sorted(entry_id for entry_id, effect in matching if effect == "deny")
-        if denies:
+        if denies and not shielded:
             return Decision(False, "acl_deny", denies[0])
         allows = sorted(entry_id for entry_id, effect in matching if effect == "allow")
         if allows:

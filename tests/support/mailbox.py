@@ -35,6 +35,15 @@ class _Handler:
         return "250 OK"
 
 
+# The catcher the test servers send to, once the session has started it.
+_running: Mailbox | None = None
+
+
+def running() -> Mailbox:
+    assert _running is not None, "no mailbox started: use the mailbox fixture"
+    return _running
+
+
 class Mailbox:
     def __init__(self) -> None:
         self.port = free_port()
@@ -43,10 +52,14 @@ class Mailbox:
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
 
     def start(self) -> None:
+        global _running
         self.controller.start()
+        _running = self
 
     def stop(self) -> None:
+        global _running
         self.controller.stop()
+        _running = None
 
     def for_address(self, address: str) -> list[EmailMessage]:
         with self.lock:
@@ -69,3 +82,15 @@ class Mailbox:
         match = re.search(r"token=([A-Za-z0-9_-]+)", body)
         assert match, body
         return match.group(1)
+
+    def invitation_token(self, address: str, invitation_id: str, timeout: float = 10.0) -> str:
+        """The token mailed to ``address`` for invitation ``invitation_id``."""
+        pattern = re.compile(rf"/invitations/{invitation_id}/accept\?token=([A-Za-z0-9_-]+)")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for mail in self.for_address(address):
+                found = pattern.search(mail.get_content())
+                if found:
+                    return found.group(1)
+            time.sleep(0.05)
+        raise AssertionError(f"no mail to {address} for invitation {invitation_id}")

@@ -363,3 +363,35 @@ def test_rust_and_reference_agree(
     for subject, _, resource_type, resource_id, team in items:
         args = ("org", subject, resource_type, resource_id, team, scopes)
         assert rust.permissions(*args) == ref.permissions(*args)
+
+
+def test_owner_shield_and_exclusion_match_the_reference() -> None:
+    """Issue 8: a deny entry could lock an owner out of ACL management."""
+    shield = ["members.manage", "doc.read"]
+    rust = Authz(Policy(ORG_POLICY, TEAM_POLICY, shield))
+    ref = ReferenceAuthz(ReferencePolicy(ORG_POLICY, TEAM_POLICY, shield))
+    acl = [
+        *ACL,
+        ("f1", "doc", "*", "*", "user:ann", "deny"),
+        ("f2", "doc", "d1", "members.manage", "team:t1", "deny"),
+        ("f3", "doc", "d1", "doc.write", "user:ann", "allow"),
+    ]
+    members = {**MEMBERS, "cat": "owner"}
+    assert rust.load(Snapshot("org", 1, members, TEAM_MEMBERS, acl))
+    assert ref.load(ReferenceOrg("org", 1, members, TEAM_MEMBERS, acl))
+    seen = set()
+    for subject in ("user:ann", "user:ben", "user:cat", "user:dan", "team:t1"):
+        for action in ("members.manage", "doc.read", "doc.write", "other"):
+            for resource in ("d0", "d1", "d3"):
+                for excluding in (None, "f1", "f2", "e1", "e4"):
+                    args = ("org", subject, action, "doc", resource, None, None, excluding)
+                    got = as_tuple(rust.check(*args))
+                    assert got == as_tuple(ref.check(*args)), args
+                    seen.add(got[1])
+            perms = rust.permissions("org", subject, "doc", "d1")
+            assert perms == ref.permissions("org", subject, "doc", "d1"), subject
+    assert {"acl_deny", "acl_allow", "org_role"} <= seen
+    shielded = as_tuple(rust.check("org", "user:ann", "doc.read", "doc", "d1"))
+    assert shielded == (True, "org_role", "org_role:owner")
+    assert rust.check("org", "user:ann", "doc.write", "doc", "d0").reason == "acl_deny"
+    assert rust.check("org", "user:ben", "doc.read", "doc", "d3").reason == "acl_allow"

@@ -53,6 +53,9 @@
 //! 4. An `api_key:` principal has no roles: the first of its scopes that is `*` or the
 //!    action grants it (`key_scope`). Scopes are ignored for users and teams.
 //! 5. A `team:` principal has ACL entries only. Nothing granted: `no_grant`.
+//! 6. For an organization owner, deny entries do not apply to the actions the policy
+//!    shields ([`PolicyBuilder::owner_shielded`]): nobody can lock the owners out of
+//!    ACL management or the owner-only actions.
 
 mod check;
 mod decision;

@@ -289,3 +289,87 @@ fn snapshots_swap_by_revision() {
     assert!(authz.load(Arc::new(snapshot(1))));
     assert!(!authz.is_empty());
 }
+
+/// Issue 8: an admin could `deny *` the owner out of everything, ACL management included.
+#[test]
+fn deny_entries_cannot_take_shielded_actions_from_owners() {
+    let mut p = Policy::builder();
+    p.org_role("admin", ["acl.manage", "doc.read"]).unwrap();
+    p.org_role("owner", ["*", "org.archive"]).unwrap();
+    p.owner_shielded(["acl.manage", "org.archive"]).unwrap();
+    let authz = Authz::new(p.build());
+    let mut s = Snapshot::builder("org", 1);
+    s.member("ann", "owner")
+        .unwrap()
+        .member("ben", "admin")
+        .unwrap();
+    s.team_member("t1", "ann", "member").unwrap();
+    for (entry_id, subject) in [("d1", "user:ann"), ("d2", "team:t1"), ("d3", "user:ben")] {
+        s.acl(AclEntry {
+            entry_id,
+            resource_type: "organization",
+            resource_id: "*",
+            action: "*",
+            subject,
+            effect: "deny",
+        })
+        .unwrap();
+    }
+    authz.load(Arc::new(s.build()));
+    let on_org = |subject, action| {
+        let resource = Resource {
+            resource_type: "organization",
+            resource_id: "org",
+            team_id: None,
+        };
+        authz
+            .check(
+                "org",
+                &Item {
+                    subject,
+                    action,
+                    resource,
+                },
+                &[],
+            )
+            .unwrap()
+    };
+    for action in ["acl.manage", "org.archive"] {
+        let d = on_org("user:ann", action);
+        assert_eq!(
+            (d.allowed, d.reason.as_str()),
+            (true, "org_role"),
+            "{action}"
+        );
+        // The shield is the owner's alone.
+        assert!(!on_org("user:ben", action).allowed, "{action}");
+    }
+    // Other actions still follow the deny.
+    assert_eq!(on_org("user:ann", "doc.read").reason.as_str(), "acl_deny");
+    let resource = Resource {
+        resource_type: "organization",
+        resource_id: "org",
+        team_id: None,
+    };
+    let perms = authz
+        .permissions("org", "user:ann", &resource, &[])
+        .unwrap();
+    assert_eq!(perms, ["acl.manage", "org.archive"]);
+}
+
+#[test]
+fn check_excluding_ignores_one_entry() {
+    let authz = authz();
+    let it = item("user:cat", "doc.read", "d1", None);
+    assert_eq!(
+        authz.check("org", &it, &[]).unwrap().reason.as_str(),
+        "acl_deny"
+    );
+    let without = authz.check_excluding("org", &it, &[], Some("e1")).unwrap();
+    assert_eq!(
+        (without.allowed, without.reason.as_str()),
+        (true, "org_role")
+    );
+    let other = authz.check_excluding("org", &it, &[], Some("e2")).unwrap();
+    assert_eq!(other.reason.as_str(), "acl_deny");
+}

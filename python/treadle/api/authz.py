@@ -200,20 +200,19 @@ async def create_acl(req: Request) -> Any:
     body: NewAclEntry = req.data
     authz = req.app.authz
     org_id = body.organization_id
+    fields = {
+        "id": uuid.uuid4(),
+        "organization_id": org_id,
+        "resource_type": body.resource_type,
+        "resource_id": body.resource_id,
+        "action": body.action,
+        "subject": body.subject,
+        "effect": body.effect,
+        "created_by": req.principal.account,
+    }
     async with req.app.db.transaction() as conn:
-        entry = await acl_store.insert(
-            conn,
-            {
-                "id": uuid.uuid4(),
-                "organization_id": org_id,
-                "resource_type": body.resource_type,
-                "resource_id": body.resource_id,
-                "action": body.action,
-                "subject": body.subject,
-                "effect": body.effect,
-                "created_by": req.principal.account,
-            },
-        )
+        await authz.may_grant(conn, org_id, req.principal.account, fields, None)
+        entry = await acl_store.insert(conn, fields)
         revision = await authz.changed(conn, org_id)
         await audit.record(
             conn, actor(req), org_id, "acl.create", "acl_entry", entry["id"], None, entry
@@ -225,8 +224,13 @@ async def create_acl(req: Request) -> Any:
 async def delete_acl(req: Request) -> Any:
     authz = req.app.authz
     org_id = req.scope.organization_id
+    entry_id = uuid.UUID(req.params["id"])
     async with req.app.db.transaction() as conn:
-        entry = await acl_store.delete(conn, uuid.UUID(req.params["id"]))
+        held = await acl_store.get(conn, entry_id)
+        if held is None:
+            raise ApiError.not_found("no such acl entry")
+        await authz.may_grant(conn, org_id, req.principal.account, held, str(entry_id))
+        entry = await acl_store.delete(conn, entry_id)
         if entry is None:
             raise ApiError.not_found("no such acl entry")
         revision = await authz.changed(conn, org_id)

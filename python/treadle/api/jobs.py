@@ -18,15 +18,13 @@ from treadle.api.common import (
     path_id,
     time_param,
 )
+from treadle.services.api_keys import ANY_ORGANIZATION
 from treadle.services.authz import Scope
 from treadle.store.jobs import STATUSES
 from treadle.web.envelope import CursorPage
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
-
-# Workers whose API key carries this scope claim jobs of every organization.
-ANY_ORGANIZATION = "jobs:work:any"
 
 TypeName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Metric = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]

@@ -10,6 +10,7 @@ import msgspec
 
 from treadle.api import scopes
 from treadle.api.common import PAGE_PARAMS, Email, actor, page_of, path_id
+from treadle.api.invitations import Invitation
 from treadle.api.teams import Team
 from treadle.web.envelope import Page
 from treadle.web.errors import ApiError
@@ -102,6 +103,15 @@ class Member(msgspec.Struct):
     display_name: str
     role: str
     joined_at: datetime
+
+
+class MemberAddition(msgspec.Struct):
+    """``invited``: the account was sent ``invitation`` and joins when it accepts;
+    ``added``: a platform admin's add, ``member`` is in already."""
+
+    status: Literal["invited", "added"]
+    invitation: Invitation | None
+    member: Member | None
 
 
 async def create(req: Request) -> Any:
@@ -266,11 +276,11 @@ ROUTES = [
         "POST",
         ORG + "/members",
         add_member,
-        "Add an existing account as a member",
+        "Invite an account to join (202: it joins on accepting; platform admins add at once)",
         "organizations",
         body=NewMember,
-        response=Member,
-        status=201,
+        response=MemberAddition,
+        status=202,
         permission="members.manage",
         scope=scopes.organization,
     ),

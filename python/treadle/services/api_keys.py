@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -37,6 +38,21 @@ FLUSH_SECONDS = 1.0
 DEFAULT_GRACE_SECONDS = 24 * 3600
 # The usage metric of requests made with a key, recorded once per key and flush.
 API_REQUESTS = "api.requests"
+# Workers whose API key carries this scope claim jobs of every organization.
+ANY_ORGANIZATION = "jobs:work:any"
+
+
+def grantable(actor: Actor, scopes: Iterable[str]) -> None:
+    """Refuse to hand ``scopes`` to a live secret the actor may not grant.
+
+    Every path that makes a key usable with these scopes (create, patch, enable, rotate,
+    roll) comes through here, so none of them can be a way around the others.
+    """
+    # A key that claims every organization's jobs is the platform operator's to hand out.
+    if ANY_ORGANIZATION in scopes and not actor.signed_in.is_platform_admin:
+        error = ApiError.forbidden(f"only a platform admin may grant the {ANY_ORGANIZATION} scope")
+        error.details = {"reason": "scope_not_grantable", "scope": ANY_ORGANIZATION}
+        raise error
 
 
 def public_key(row: Row) -> Row:
@@ -198,6 +214,7 @@ class ApiKeys(Background):
     # -- managing ----------------------------------------------------------------------
 
     async def create(self, actor: Actor, org_id: UUID, fields: Row) -> Row:
+        grantable(actor, fields["scopes"])
         raw, prefix = _core.api_key_generate(fields.pop("environment"))
         key_id = uuid.uuid4()
         key = {
@@ -238,6 +255,10 @@ class ApiKeys(Background):
                 raise ApiError.not_found(f"no API key with id {key_id}")
             if before["revoked_at"] is not None:
                 raise ApiError.conflict("this API key is revoked; create a new one")
+            if "scopes" in changes:
+                grantable(actor, changes["scopes"])
+            elif action == "enable":
+                grantable(actor, before["scopes"])
             after = await key_store.update(conn, key_id, changes) if changes else before
             assert after is not None
             hashes = await key_store.secret_hashes(conn, key_id)
@@ -263,6 +284,8 @@ class ApiKeys(Background):
                 raise ApiError.not_found(f"no API key with id {key_id}")
             if key["revoked_at"] is not None:
                 raise ApiError.conflict("this API key is revoked; create a new one")
+            # A new secret is a new grant of the key's scopes.
+            grantable(actor, key["scopes"])
             hashes = await key_store.secret_hashes(conn, key_id)
             await key_store.expire_secrets(conn, key_id, grace_seconds)
             raw, _ = _core.api_key_generate(key["environment"])

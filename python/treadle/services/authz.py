@@ -47,6 +47,11 @@ ORG_ROLES: dict[str, list[str]] = {
     # "*" grants everything; the owner-only actions are named so they show in permissions.
     "owner": ["*", "org.archive", "members.owners"],
 }
+# What only the owner role holds, so only an owner may hand out (by ACL entry or role).
+OWNER_ONLY = frozenset(ORG_ROLES["owner"])
+# What no deny entry takes from an owner (the evaluator skips denies for these): owners
+# can always see and undo any ACL entry, and keep the owner-only actions.
+OWNER_SHIELDED = ["acl.read", "acl.manage", *sorted(OWNER_ONLY - {"*"})]
 TEAM_ROLES: dict[str, list[str]] = {
     "viewer": ["teams.read"],
     "member": ["teams.read"],
@@ -71,7 +76,7 @@ class Authorizer:
     def __init__(self, db: Database, bus: Invalidator) -> None:
         self.db = db
         self.bus = bus
-        self.policy = _core.Policy(ORG_ROLES, TEAM_ROLES)
+        self.policy = _core.Policy(ORG_ROLES, TEAM_ROLES, OWNER_SHIELDED)
         self.evaluator = _core.Authz(self.policy)
         # The newest revision this process has heard of, per organization.
         self._wanted: dict[str, int] = {}
@@ -177,6 +182,44 @@ class Authorizer:
             scopes,
         )
 
+    async def may_grant(
+        self, conn: Conn, org_id: UUID, user_id: UUID, entry: dict[str, Any], excluding: str | None
+    ) -> None:
+        """A user creates or removes an ACL entry only for an action it holds itself.
+
+        ``excluding`` (a removal) names the entry in question: what counts is what the
+        user would hold without it. Owners hold every action by role and no entry takes
+        ACL management from them, so they may; the owner-only actions are theirs alone.
+        """
+        member = await org_store.member(conn, org_id, user_id)
+        if member is not None and member["role"] == "owner":
+            return
+        action = entry["action"]
+        if action in OWNER_ONLY:
+            raise _refused(
+                f"only an owner may create or remove an ACL entry for {action!r}",
+                "owner_only",
+                action,
+            )
+        kind, resource_id = entry["resource_type"], entry["resource_id"]
+        decision = self.evaluator.check(
+            str(org_id),
+            f"user:{user_id}",
+            action,
+            kind,
+            resource_id,
+            resource_id if kind == "team" else None,
+            None,
+            excluding,
+        )
+        if not decision.allowed:
+            raise _refused(
+                f"you may not {action!r} on {kind}:{resource_id} yourself,"
+                " so you cannot grant or ungrant it",
+                "not_held",
+                action,
+            )
+
     async def deny(self, req: Any, route: Any, scope: Scope, decision: Any) -> None:
         """Log a denied decision on a route, then refuse the request."""
         principal = req.principal
@@ -202,3 +245,9 @@ class Authorizer:
             "decided_by": decision.decided_by,
         }
         raise error
+
+
+def _refused(message: str, reason: str, action: str) -> ApiError:
+    error = ApiError.forbidden(message)
+    error.details = {"reason": reason, "action": action}
+    return error

@@ -11,6 +11,7 @@ import psycopg
 
 from treadle.services import audit
 from treadle.services.authz import Authorizer, Scope
+from treadle.services.invitations import Invitations
 from treadle.services.principal import Actor
 from treadle.store import orgs as org_store
 from treadle.store import users as user_store
@@ -44,9 +45,10 @@ def public_member(row: Row) -> Row:
 
 
 class Organizations:
-    def __init__(self, db: Database, authz: Authorizer) -> None:
+    def __init__(self, db: Database, authz: Authorizer, invitations: Invitations) -> None:
         self.db = db
         self.authz = authz
+        self.invitations = invitations
 
     async def create(self, actor: Actor, name: str, slug: str | None) -> Row:
         org_id = uuid.uuid4()
@@ -158,7 +160,25 @@ class Organizations:
     async def add_member(
         self, actor: Actor, org_id: UUID, user_id: UUID | None, email: str | None, role: str
     ) -> Row:
+        """Nobody joins without consenting: the account is sent an invitation to accept
+        (``status == "invited"``). Only a platform admin adds a member at once
+        (``status == "added"``)."""
         await self._may_grant(actor, org_id, role)
+        if not actor.signed_in.is_platform_admin:
+            if role == "owner":
+                raise ApiError.validation(
+                    "invitations are for admin, member or viewer; make them owner once they"
+                    " have joined",
+                    "$.role",
+                )
+            if user_id is not None:
+                async with self.db.connection() as conn:
+                    user = await user_store.by_id(conn, user_id)
+                if user is None:
+                    raise ApiError.not_found("no account with that user_id or email")
+                email = user["email"]
+            invitation = await self.invitations.invite(actor, org_id, email or "", role)
+            return {"status": "invited", "invitation": invitation, "member": None}
         async with self.db.transaction() as conn:
             user = await (
                 user_store.by_id(conn, user_id)
@@ -175,7 +195,7 @@ class Organizations:
                 conn, actor, org_id, "member.add", "user", user["id"], None, {"role": role}
             )
         await self.authz.announce(org_id, revision)
-        return public_member(row)
+        return {"status": "added", "invitation": None, "member": public_member(row)}
 
     async def set_role(self, actor: Actor, org_id: UUID, user_id: UUID, role: str) -> Row:
         async with self.db.transaction() as conn:
@@ -243,4 +263,6 @@ class Organizations:
         await self.authz.ensure(org_id)
         scope = Scope(org_id, "organization", str(org_id))
         if not self.authz.check(scope, actor.signed_in.subject, "members.owners").allowed:
-            raise ApiError.forbidden("only an owner can grant or change the owner role")
+            error = ApiError.forbidden("only an owner can grant or change the owner role")
+            error.details = {"reason": "owner_only", "action": "members.owners"}
+            raise error

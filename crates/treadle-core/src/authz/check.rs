@@ -2,6 +2,7 @@
 
 use super::decision::{Decision, Reason, Rule};
 use super::policy::{Policy, ANY_ACTION};
+use super::role::OrgRole;
 use super::snapshot::{IndexedEntry, Member, Snapshot};
 use super::subject::Subject;
 use crate::error::AuthzError;
@@ -54,6 +55,7 @@ impl Snapshot {
     /// entry, then a matching allow entry (the smallest entry id when several match);
     /// then the user's team role (when `team_id` names a team they are in), then their
     /// organization role; for an API key, the first scope that is `*` or the action.
+    /// For an owner, deny entries do not apply to the policy's owner-shielded actions.
     ///
     /// # Errors
     ///
@@ -64,27 +66,42 @@ impl Snapshot {
         item: &Item<'_>,
         scopes: &[&str],
     ) -> Result<Decision, AuthzError> {
+        self.check_excluding(policy, item, scopes, None)
+    }
+
+    /// Decides `item` as [`check`](Self::check) would were the ACL entry with id
+    /// `excluded` not there: what the principal would hold without it.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthzError::InvalidSubject`] if the subject does not parse.
+    pub fn check_excluding(
+        &self,
+        policy: &Policy,
+        item: &Item<'_>,
+        scopes: &[&str],
+        excluded: Option<&str>,
+    ) -> Result<Decision, AuthzError> {
         let subject = Subject::parse(item.subject)?;
         let Some(principal) = self.principal(subject, item.subject) else {
             return Ok(Decision::deny(Reason::NotMember));
         };
+        let at = policy.resolve(item.action);
+        let shielded = principal.is_owner() && policy.shields(at);
         let mut verdict = Verdict::default();
         self.for_each_entry(
             item.resource.resource_type,
             item.resource.resource_id,
             principal.subjects(),
-            |entry| verdict.consider(entry, item.action),
+            |entry| {
+                if excluded != Some(&*entry.id) {
+                    verdict.consider(entry, item.action, shielded);
+                }
+            },
         );
-        Ok(verdict.decision().unwrap_or_else(|| {
-            grant(
-                policy,
-                principal,
-                item.action,
-                policy.resolve(item.action),
-                &item.resource,
-                scopes,
-            )
-        }))
+        Ok(verdict
+            .decision()
+            .unwrap_or_else(|| grant(policy, principal, item.action, at, &item.resource, scopes)))
     }
 
     /// Decides every item against this one snapshot, in order. An item that is `None`
@@ -137,9 +154,10 @@ impl Snapshot {
             .iter()
             .enumerate()
             .filter(|&(at, action)| {
+                let shielded = principal.is_owner() && policy.shields(Some(at));
                 let mut verdict = Verdict::default();
                 for entry in &matched {
-                    verdict.consider(entry, action);
+                    verdict.consider(entry, action, shielded);
                 }
                 verdict.decision().map_or_else(
                     || grant(policy, principal, action, Some(at), resource, scopes).allowed,
@@ -163,6 +181,11 @@ impl Snapshot {
 }
 
 impl<'s> Principal<'s> {
+    /// Whether the principal is a user with the organization's owner role.
+    fn is_owner(self) -> bool {
+        matches!(self, Self::Member(m) if m.role == OrgRole::Owner)
+    }
+
     /// The subject numbers whose ACL entries apply: the principal's own and, for a user,
     /// those of their teams.
     fn subjects(self) -> impl Iterator<Item = u32> + Clone + 's {
@@ -176,8 +199,9 @@ impl<'s> Principal<'s> {
 }
 
 impl<'s> Verdict<'s> {
-    fn consider(&mut self, entry: &'s IndexedEntry, action: &str) {
-        if !entry.covers(action) {
+    /// `shielded`: the principal is an owner and the action one no deny takes from them.
+    fn consider(&mut self, entry: &'s IndexedEntry, action: &str, shielded: bool) {
+        if !entry.covers(action) || (shielded && !entry.allow) {
             return;
         }
         let best = if entry.allow {

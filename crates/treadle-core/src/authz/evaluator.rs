@@ -101,8 +101,24 @@ impl Authz {
         item: &Item<'_>,
         scopes: &[&str],
     ) -> Result<Decision, AuthzError> {
+        self.check_excluding(org_id, item, scopes, None)
+    }
+
+    /// Decides `item` in `org_id` as if the ACL entry `excluded` were not there (see
+    /// [`Snapshot::check_excluding`]); `unknown_organization` if no snapshot is loaded.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthzError::InvalidSubject`] if the subject does not parse, loaded or not.
+    pub fn check_excluding(
+        &self,
+        org_id: &str,
+        item: &Item<'_>,
+        scopes: &[&str],
+        excluded: Option<&str>,
+    ) -> Result<Decision, AuthzError> {
         match self.snapshot(org_id) {
-            Some(snapshot) => snapshot.check(&self.policy, item, scopes),
+            Some(snapshot) => snapshot.check_excluding(&self.policy, item, scopes, excluded),
             None => {
                 Subject::parse(item.subject).map(|_| Decision::deny(Reason::UnknownOrganization))
             }

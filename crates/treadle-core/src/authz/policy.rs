@@ -41,6 +41,8 @@ pub struct Policy {
     org: [Grants; 4],
     /// Indexed by `TeamRole as usize`, already cumulative.
     team: [Grants; 3],
+    /// Actions no deny ACL entry can take from an owner.
+    shielded: Grants,
 }
 
 /// Collects role grants for a [`Policy`].
@@ -48,6 +50,7 @@ pub struct Policy {
 pub struct PolicyBuilder {
     org: [Vec<Box<str>>; 4],
     team: [Vec<Box<str>>; 3],
+    shielded: Vec<Box<str>>,
 }
 
 /// The actions one role grants: all of them, or a bit per catalogue index.
@@ -85,6 +88,18 @@ impl Policy {
     /// The catalogue index of `action`, if the policy names it.
     pub(crate) fn resolve(&self, action: &str) -> Option<usize> {
         self.index.get(action).copied()
+    }
+
+    /// Whether `action` is one no deny ACL entry takes from an owner (see
+    /// [`PolicyBuilder::owner_shielded`]).
+    #[must_use]
+    pub fn is_owner_shielded(&self, action: &str) -> bool {
+        self.shields(self.resolve(action))
+    }
+
+    /// The same, by catalogue index.
+    pub(crate) fn shields(&self, action: Option<usize>) -> bool {
+        action.is_some_and(|_| self.shielded.allows(action))
     }
 
     pub(crate) fn org_grants(&self, role: OrgRole) -> &Grants {
@@ -129,6 +144,25 @@ impl PolicyBuilder {
         Ok(self)
     }
 
+    /// Makes `actions` ones that no deny ACL entry can take from an organization owner:
+    /// for an owner, a deny entry naming them, one of their teams, or `*` is not
+    /// considered for these actions (allow entries and the role still are). This keeps
+    /// ACL management and the owner-only actions out of reach of anyone who could
+    /// otherwise lock the owners out. The actions join the catalogue.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthzError::EmptyField`] for an empty action. (`*` shields every action the
+    /// policy names.)
+    pub fn owner_shielded<I, S>(&mut self, actions: I) -> Result<&mut Self, AuthzError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        extend(&mut self.shielded, actions)?;
+        Ok(self)
+    }
+
     /// The policy, with each role's grants folded into the roles above it.
     #[must_use]
     pub fn build(&self) -> Policy {
@@ -136,6 +170,7 @@ impl PolicyBuilder {
             .org
             .iter()
             .chain(&self.team)
+            .chain(std::iter::once(&self.shielded))
             .flatten()
             .filter(|action| &***action != ANY_ACTION)
             .cloned()
@@ -172,11 +207,15 @@ impl PolicyBuilder {
         let team = cumulative(&self.team)
             .try_into()
             .unwrap_or_else(|_| unreachable!());
+        let [shielded] = cumulative(std::slice::from_ref(&self.shielded))
+            .try_into()
+            .unwrap_or_else(|_| unreachable!());
         Policy {
             actions: actions.into_boxed_slice(),
             index,
             org,
             team,
+            shielded,
         }
     }
 }

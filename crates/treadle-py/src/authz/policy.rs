@@ -10,6 +10,7 @@ use crate::errors::Error;
 ///
 /// Roles are cumulative: a role also grants every action of the roles below it. ``"*"``
 /// grants every action. ``actions`` is every action the policy names, sorted.
+/// ``owner_shielded`` actions are ones no deny ACL entry takes from an owner.
 /// Raises ``AuthzError`` for an unknown role name or an empty action.
 #[pyclass(module = "treadle._core", frozen)]
 pub(crate) struct Policy {
@@ -19,7 +20,12 @@ pub(crate) struct Policy {
 #[pymethods]
 impl Policy {
     #[new]
-    fn new(org_roles: &Bound<'_, PyDict>, team_roles: &Bound<'_, PyDict>) -> PyResult<Self> {
+    #[pyo3(signature = (org_roles, team_roles, owner_shielded = Vec::new()))]
+    fn new(
+        org_roles: &Bound<'_, PyDict>,
+        team_roles: &Bound<'_, PyDict>,
+        owner_shielded: Vec<String>,
+    ) -> PyResult<Self> {
         let mut builder = treadle_core::authz::Policy::builder();
         for (role, actions) in org_roles {
             let actions: Vec<String> = actions.extract()?;
@@ -33,6 +39,9 @@ impl Policy {
                 .team_role(&role.extract::<String>()?, actions)
                 .map_err(Error::from)?;
         }
+        builder
+            .owner_shielded(owner_shielded)
+            .map_err(Error::from)?;
         Ok(Self {
             inner: builder.build(),
         })
