@@ -206,6 +206,7 @@ ROUTES = [
         response=ApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        errors=(409,),
     ),
     Route(
         "DELETE",
@@ -216,6 +217,7 @@ ROUTES = [
         response=ApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -226,6 +228,7 @@ ROUTES = [
         response=ApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -236,6 +239,7 @@ ROUTES = [
         response=ApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -248,6 +252,7 @@ ROUTES = [
         scope=scopes.api_key,
         permission="api_keys.manage",
         idempotency="none",
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -259,6 +264,7 @@ ROUTES = [
         scope=scopes.api_key,
         permission="api_keys.manage",
         idempotency="none",
+        errors=(409,),
     ),
     Route(
         "GET",
@@ -267,7 +273,13 @@ ROUTES = [
         "Requests per day and per route",
         "api_keys",
         response=Usage,
-        params=(Param("days", "how many days back (1-90, default 30)"),),
+        params=(
+            Param(
+                "days",
+                "how many days back (1-90, default 30)",
+                {"type": "integer", "minimum": 1, "maximum": 90},
+            ),
+        ),
         scope=scopes.api_key,
         permission="api_keys.manage",
     ),

@@ -264,6 +264,7 @@ ROUTES = [
         response=Decision,
         permission="org.read",
         scope=scopes.organization_in_body,
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -277,6 +278,7 @@ ROUTES = [
         response=BatchResult,
         permission="org.read",
         scope=scopes.organization_in_body,
+        errors=(409,),
     ),
     Route(
         "GET",

@@ -193,6 +193,7 @@ ROUTES = [
         body=NewOrganization,
         response=Organization,
         status=201,
+        errors=(409,),
     ),
     Route(
         "GET",
@@ -224,6 +225,7 @@ ROUTES = [
         response=Organization,
         permission="org.update",
         scope=scopes.organization,
+        errors=(409,),
     ),
     Route(
         "DELETE",
@@ -270,6 +272,7 @@ ROUTES = [
         status=201,
         permission="members.manage",
         scope=scopes.organization,
+        errors=(409,),
     ),
     Route(
         "PATCH",
@@ -281,6 +284,7 @@ ROUTES = [
         response=Member,
         permission="members.manage",
         scope=scopes.organization,
+        errors=(409,),
     ),
     Route(
         "DELETE",
@@ -291,6 +295,7 @@ ROUTES = [
         response=Member,
         permission="members.manage",
         scope=scopes.organization,
+        errors=(409,),
     ),
     Route(
         "GET",
