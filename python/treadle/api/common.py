@@ -136,7 +136,8 @@ def page_of(req: Request) -> tuple[int, int]:
 
 
 PAGE_PARAMS = LIST_PARAMS[:2]
-_CURSOR = re.compile(r"^[0-9]{1,18}$")
+# Empty is the first page, as absent is.
+_CURSOR = re.compile(r"^([0-9]{1,18})?$")
 CURSOR_PARAMS = (
     LIST_PARAMS[0],
     Param(

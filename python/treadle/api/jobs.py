@@ -213,7 +213,8 @@ def _cursor_of(job: dict[str, Any]) -> str:
 
 
 # What _cursor_of writes: microseconds since the epoch, a dot, the id in hex.
-_CURSOR = re.compile(r"^[0-9]{1,17}\.[0-9a-f]{32}$")
+# Empty is the first page, as absent is.
+_CURSOR = re.compile(r"^([0-9]{1,17}\.[0-9a-f]{32})?$")
 
 
 def _cursor(raw: str | None) -> tuple[datetime, UUID] | None:
