@@ -37,6 +37,20 @@ class NewMember(msgspec.Struct, forbid_unknown_fields=True):
     email: Email | None = None
 
 
+# Exactly one of user_id and email, as add_member checks, stated where clients read it.
+NewMemberBody = Annotated[
+    NewMember,
+    msgspec.Meta(
+        extra_json_schema={
+            "oneOf": [
+                {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+            ]
+        }
+    ),
+]
+
+
 class MemberPatch(msgspec.Struct, forbid_unknown_fields=True):
     role: OrgRole
 
@@ -267,7 +281,7 @@ ROUTES = [
         add_member,
         "Add an existing account as a member",
         "organizations",
-        body=NewMember,
+        body=NewMemberBody,
         response=Member,
         status=201,
         permission="members.manage",
