@@ -28,7 +28,8 @@ import pytest
 from tests.support.api import add_member, bearer, create_key, create_org, envelope, signup
 from tests.support.servers import Server, free_port, start_server
 
-pytestmark = pytest.mark.slow
+# Measured 89-116 s for the three runs on the shared 2-core machine under load.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 SEED = 8022
 EXAMPLES = 5
@@ -41,7 +42,8 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
-Override = tuple[str, str, dict[str, str], dict[str, str]]
+# (regex on the operation's name, "METHOD /path"; parameters; headers)
+Override = tuple[str, dict[str, str], dict[str, str]]
 
 
 # A schema-valid request may still meet state: the fuzzer reuses its own Idempotency-Keys
@@ -74,7 +76,7 @@ FOR_SIGNED_IN_USERS = _allow(r"^/v1/(jobs|jobs/claim|events/stream)$", "400")
 
 def _config(token: str, org_id: str, overrides: list[Override], extra: list[str]) -> str:
     """A schemathesis.toml: global auth and parameters, then per-operation overrides of
-    (method regex, path regex, parameters, headers)."""
+    (operation name regex, parameters, headers)."""
     lines = [
         f"seed = {SEED}",
         f"request-timeout = {TIMEOUT}",
@@ -112,12 +114,9 @@ def _config(token: str, org_id: str, overrides: list[Override], extra: list[str]
         *BEYOND_THE_SCHEMA,
         *extra,
     ]
-    for methods, regex, params, headers in overrides:
-        lines += [
-            "[[operations]]",
-            f"include-method-regex = {_toml(methods)}",
-            f"include-path-regex = {_toml(regex)}",
-        ]
+    for regex, params, headers in overrides:
+        # One filter only: schemathesis matches an operation on any of several.
+        lines += ["[[operations]]", f"include-name-regex = {_toml(regex)}"]
         if params:
             lines.append("[operations.parameters]")
             lines += [f"{_toml(k)} = {_toml(v)}" for k, v in params.items()]
@@ -157,7 +156,7 @@ def _run(
         env=env,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=150,
     )
     (workdir / "output.txt").write_text(done.stdout + done.stderr)
     reports = list(workdir.glob("*.json"))
@@ -206,15 +205,15 @@ def _overrides(world: dict[str, Any]) -> list[Override]:
     org, user = world["org"]["id"], world["member"]["user"]["id"]
     overrides: list[Override] = [
         # Archiving is final: it gets an organization of its own.
-        ("(?i)^delete$", r"^/v1/organizations/\{id\}$", {"path.id": world["doomed"]["id"]}, {}),
-        ("(?i)^(get|patch)$", r"^/v1/organizations/\{id\}$", {"path.id": org}, {}),
-        (".", r"^/v1/organizations/\{id\}/", {"path.id": org, "path.user_id": user}, {}),
-        (".", r"^/v1/teams/\{id\}", {"path.id": world["team"]["id"], "path.user_id": user}, {}),
+        (r"^DELETE /v1/organizations/\{id\}$", {"path.id": world["doomed"]["id"]}, {}),
+        (r"^(GET|PATCH) /v1/organizations/\{id\}$", {"path.id": org}, {}),
+        (r"^\w+ /v1/organizations/\{id\}/", {"path.id": org, "path.user_id": user}, {}),
+        (r"^\w+ /v1/teams/\{id\}", {"path.id": world["team"]["id"], "path.user_id": user}, {}),
         # A key the fuzzer may revoke and roll: not the one it authenticates with.
-        (".", r"^/v1/api-keys/\{id\}", {"path.id": world["victim"]["id"]}, {}),
+        (r"^\w+ /v1/api-keys/\{id\}", {"path.id": world["victim"]["id"]}, {}),
     ]
     if world["job"]:
-        overrides.append((".", r"^/v1/jobs/\{id\}", {"path.id": world["job"]["id"]}, {}))
+        overrides.append((r"^\w+ /v1/jobs/\{id\}", {"path.id": world["job"]["id"]}, {}))
     return overrides
 
 
