@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from treadle.api.auth import Revoked, User
-from treadle.api.common import LIST_PARAMS, actor, list_query, path_id
+from treadle.api.common import LIST_PARAMS, actor, flag, list_query, path_id
 from treadle.store.users import SORTABLE
 from treadle.web.envelope import Page
 from treadle.web.request import Request
@@ -22,7 +22,7 @@ class AdminUser(User):
 
 async def list_users(req: Request) -> Any:
     query = list_query(req, SORTABLE, "created_at")
-    include_deleted = req.query_value("include_deleted") in ("true", "1")
+    include_deleted = flag(req, "include_deleted")
     rows, total = await req.app.accounts.admin_list(
         q=query.q,
         sort_by=query.sort_by,

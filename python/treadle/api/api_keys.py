@@ -197,6 +197,7 @@ ROUTES = [
         response=ApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        errors=(409,),
     ),
     Route(
         "DELETE",
@@ -207,6 +208,7 @@ ROUTES = [
         response=ApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -217,6 +219,7 @@ ROUTES = [
         response=ApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -227,6 +230,7 @@ ROUTES = [
         response=ApiKey,
         scope=scopes.api_key,
         permission="api_keys.manage",
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -239,6 +243,7 @@ ROUTES = [
         scope=scopes.api_key,
         permission="api_keys.manage",
         idempotency="none",
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -250,6 +255,7 @@ ROUTES = [
         scope=scopes.api_key,
         permission="api_keys.manage",
         idempotency="none",
+        errors=(409,),
     ),
     Route(
         "GET",
@@ -258,7 +264,13 @@ ROUTES = [
         "Requests per day and per route",
         "api_keys",
         response=Usage,
-        params=(Param("days", "how many days back (1-90, default 30)"),),
+        params=(
+            Param(
+                "days",
+                "how many days back (1-90, default 30)",
+                {"type": "integer", "minimum": 1, "maximum": 90},
+            ),
+        ),
         scope=scopes.api_key,
         permission="api_keys.manage",
     ),

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from treadle.api.common import Email, Password, Token, actor, normalize_email
+from treadle.api.common import Email, NewPassword, Password, Token, actor, normalize_email
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
@@ -16,7 +16,7 @@ from treadle.web.routing import Param, Route
 
 class Signup(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
-    password: Password
+    password: NewPassword
     display_name: str = msgspec.field(default="")
 
 
@@ -35,12 +35,12 @@ class EmailOnly(msgspec.Struct, forbid_unknown_fields=True):
 
 class ResetPassword(msgspec.Struct, forbid_unknown_fields=True):
     token: Token
-    new_password: Password
+    new_password: NewPassword
 
 
 class ChangePassword(msgspec.Struct, forbid_unknown_fields=True):
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class User(msgspec.Struct):
@@ -162,6 +162,7 @@ ROUTES = [
         body=Signup,
         response=Session,
         status=201,
+        errors=(409, 429),
     ),
     Route(
         "POST",
@@ -172,6 +173,7 @@ ROUTES = [
         auth="none",
         body=Login,
         response=Session,
+        errors=(401, 429),
     ),
     Route("POST", "/v1/auth/logout", logout, "End this session", "auth", response=Revoked),
     Route("POST", "/v1/auth/logout-all", logout_all, "End every session", "auth", response=Revoked),
@@ -184,6 +186,7 @@ ROUTES = [
         auth="none",
         body=Refresh,
         response=Tokens,
+        errors=(401, 429),
     ),
     Route(
         "GET",
@@ -193,7 +196,15 @@ ROUTES = [
         "auth",
         auth="none",
         response=User,
-        params=(Param("token", "the token from the mail", required=True),),
+        params=(
+            Param(
+                "token",
+                "the token from the mail",
+                {"type": "string", "minLength": 1},
+                required=True,
+            ),
+        ),
+        errors=(429,),
     ),
     Route(
         "POST",
@@ -205,6 +216,7 @@ ROUTES = [
         body=EmailOnly,
         response=Accepted,
         status=202,
+        errors=(429,),
     ),
     Route(
         "POST",
@@ -216,6 +228,7 @@ ROUTES = [
         body=EmailOnly,
         response=Accepted,
         status=202,
+        errors=(429,),
     ),
     Route(
         "POST",
@@ -226,6 +239,7 @@ ROUTES = [
         auth="none",
         body=ResetPassword,
         response=Accepted,
+        errors=(429,),
     ),
     Route(
         "POST",

@@ -268,6 +268,7 @@ ROUTES = [
         response=Decision,
         permission="org.read",
         scope=scopes.organization_in_body,
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -281,6 +282,7 @@ ROUTES = [
         response=BatchResult,
         permission="org.read",
         scope=scopes.organization_in_body,
+        errors=(409,),
     ),
     Route(
         "GET",

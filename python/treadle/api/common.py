@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -20,15 +21,20 @@ Email = Annotated[
     msgspec.Meta(
         min_length=3,
         max_length=254,
-        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        # Spelled out, not \s: what counts as whitespace differs between regex engines, and
+        # the document's pattern must mean to clients what it means here.
+        pattern=r"^[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f]+\.[^@\x00-\x20\x7f]+$",
         description="an email address",
     ),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+# A password being set: the rules treadle.services.passwords enforces.
+NewPassword = Annotated[str, msgspec.Meta(min_length=10, max_length=256)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
+MAX_OFFSET = 10_000_000
 
 LIST_PARAMS = (
     Param(
@@ -36,7 +42,11 @@ LIST_PARAMS = (
         "items per page (1-200, default 50)",
         {"type": "integer", "minimum": 1, "maximum": 200},
     ),
-    Param("offset", "items to skip (default 0)", {"type": "integer", "minimum": 0}),
+    Param(
+        "offset",
+        "items to skip (default 0)",
+        {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+    ),
     Param("sort_order", "asc or desc", {"type": "string", "enum": ["asc", "desc"]}),
     Param("q", "text to search for"),
 )
@@ -70,7 +80,7 @@ class ListQuery:
 def list_query(req: Request, sortable: set[str], default_sort: str) -> ListQuery:
     return ListQuery(
         limit=_int(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
-        offset=_int(req, "offset", 0, 0, 10_000_000),
+        offset=_int(req, "offset", 0, 0, MAX_OFFSET),
         sort_by=_choice(req, "sort_by", sortable, default_sort),
         desc=_choice(req, "sort_order", {"asc", "desc"}, "desc") == "desc",
         q=(req.query_value("q") or None),
@@ -101,6 +111,16 @@ def _choice(req: Request, name: str, allowed: set[str], default: str) -> str:
     return raw
 
 
+def flag(req: Request, name: str) -> bool:
+    """A boolean query parameter: true or false, as the document declares; absent is false."""
+    raw = req.query_value(name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise ApiError.validation(f"{name} must be true or false", f"query.{name}")
+
+
 def actor(req: Request) -> Actor:
     ua, ip = client(req)
     return Actor(req.principal, req.request_id, ip, ua)
@@ -112,11 +132,20 @@ def limit_of(req: Request) -> int:
 
 def page_of(req: Request) -> tuple[int, int]:
     """limit and offset for lists that have no sorting choices."""
-    return limit_of(req), _int(req, "offset", 0, 0, 10_000_000)
+    return limit_of(req), _int(req, "offset", 0, 0, MAX_OFFSET)
 
 
 PAGE_PARAMS = LIST_PARAMS[:2]
-CURSOR_PARAMS = (LIST_PARAMS[0], Param("cursor", "next_cursor of the previous page"))
+# Empty is the first page, as absent is.
+_CURSOR = re.compile(r"^([0-9]{1,18})?$")
+CURSOR_PARAMS = (
+    LIST_PARAMS[0],
+    Param(
+        "cursor",
+        "next_cursor of the previous page",
+        {"type": "string", "pattern": _CURSOR.pattern},
+    ),
+)
 
 
 def cursor_of(req: Request) -> tuple[int, int | None]:
@@ -125,7 +154,7 @@ def cursor_of(req: Request) -> tuple[int, int | None]:
     cursor = req.query_value("cursor")
     if not cursor:
         return limit, None
-    if not cursor.isdigit():
+    if not _CURSOR.match(cursor):
         raise ApiError.validation(
             "cursor must be the next_cursor of a previous page", "query.cursor"
         )
@@ -144,8 +173,11 @@ TIME_PARAMS = (
 
 def time_param(req: Request, name: str) -> datetime | None:
     raw = req.query_value(name)
-    if not raw:
+    if raw is None:
         return None
+    if not raw:
+        # An empty value is a mistake (a template left blank), not "no bound".
+        raise ApiError.validation(f"{name} must be an RFC 3339 time, not empty", f"query.{name}")
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:

@@ -25,8 +25,9 @@ from treadle.web.websocket import Upgrade, WebSocket, WebSocketRequest
 SSE_HEADERS = [("cache-control", "no-cache"), ("x-accel-buffering", "no")]
 MAX_TOPICS = 50
 # A topic (team.create), a prefix ending in .* (job.*), or * for every topic.
-_TOPIC = re.compile(r"^(\*|[A-Za-z0-9_:-]{1,64}(\.[A-Za-z0-9_:-]{1,64}){0,8}(\.\*)?)$")
-_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_ONE_TOPIC = r"(\*|[A-Za-z0-9_:-]{1,64}(\.[A-Za-z0-9_:-]{1,64}){0,8}(\.\*)?)"
+_TOPIC = re.compile(f"^{_ONE_TOPIC}$")
+_EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 # A WebSocket client that accepts nothing for this long is dropped.
 MIN_STALL_SECONDS = 10.0
 
@@ -35,7 +36,7 @@ def _topics(req: Request) -> list[str] | None:
     values = req.query.get("topic")
     if values is None:
         return None
-    topics = [t.strip() for value in values for t in value.split(",")]
+    topics = [t for value in values for t in value.split(",")]
     for topic in topics:
         if not _TOPIC.match(topic):
             raise ApiError.validation(
@@ -54,7 +55,7 @@ def _after(req: Request) -> str | None:
     value, where = req.headers.get("last-event-id"), "header.Last-Event-ID"
     if not value:
         value, where = req.query_value("after"), "query.after"
-    if not value:
+    if value is None:
         return None
     if not _EVENT_ID.match(value):
         raise ApiError.validation(
@@ -189,13 +190,18 @@ TOPIC = Param(
     "topic",
     "Topics to receive: a topic (team.create), a prefix ending in .* (job.*) or *; repeat "
     "the parameter or separate with commas. Default: every topic",
-    {"type": "array", "items": {"type": "string"}},
+    {
+        "type": "array",
+        "items": {"type": "string", "pattern": _TOPIC.pattern},
+        "maxItems": MAX_TOPICS,
+    },
 )
 AFTER = Param(
     "after",
     "Resume after this event id (the id of the last event received): events after it that "
     "are still held come first, preceded by a gap event if some were trimmed. The "
     "Last-Event-ID header, when sent, takes precedence",
+    {"type": "string", "pattern": _EVENT_ID.pattern.replace("\\d", "[0-9]")},
 )
 ACCESS_TOKEN = Param(
     "access_token",

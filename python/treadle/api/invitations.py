@@ -77,6 +77,7 @@ ROUTES = [
         status=201,
         scope=scopes.organization_in_body,
         permission="invitations.manage",
+        errors=(409,),
     ),
     Route(
         "GET",
@@ -107,6 +108,7 @@ ROUTES = [
         "invitations",
         body=Accept,
         response=Invitation,
+        errors=(409,),
     ),
     Route(
         "POST",
@@ -117,5 +119,6 @@ ROUTES = [
         response=Invitation,
         scope=scopes.invitation,
         permission="invitations.manage",
+        errors=(409,),
     ),
 ]

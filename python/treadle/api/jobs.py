@@ -3,6 +3,7 @@ speak (claim, heartbeat, complete, fail)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -219,13 +220,20 @@ def _cursor_of(job: dict[str, Any]) -> str:
     return f"{micros}.{job['id'].hex}"
 
 
+# What _cursor_of writes: microseconds since the epoch, a dot, the id in hex.
+# Empty is the first page, as absent is.
+_CURSOR = re.compile(r"^([0-9]{1,17}\.[0-9a-f]{32})?$")
+
+
 def _cursor(raw: str | None) -> tuple[datetime, UUID] | None:
     if not raw:
         return None
     micros, _, ident = raw.partition(".")
     try:
+        if not _CURSOR.match(raw):
+            raise ValueError(raw)
         return _EPOCH + timedelta(microseconds=int(micros)), UUID(hex=ident)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ApiError.validation(
             "cursor must be the next_cursor of a previous page", "query.cursor"
         ) from None
@@ -292,9 +300,17 @@ async def fail(req: Request) -> Any:
 
 
 JOB = "/v1/jobs/{id}"
+_ONE_STATUS = "|".join(STATUSES)
 LIST_FILTERS = (
-    *CURSOR_PARAMS,
-    Param("status", f"only these statuses, comma separated: {', '.join(STATUSES)}"),
+    CURSOR_PARAMS[0],
+    Param(
+        "cursor", "next_cursor of the previous page", {"type": "string", "pattern": _CURSOR.pattern}
+    ),
+    Param(
+        "status",
+        f"only these statuses, comma separated: {', '.join(STATUSES)}",
+        {"type": "string", "pattern": f"^({_ONE_STATUS})(,({_ONE_STATUS}))*$"},
+    ),
     Param("type", "only this job type"),
     *TIME_PARAMS,
     Param("organization_id", "the organization (signed-in users; an API key has its own)"),
@@ -352,6 +368,7 @@ ROUTES = [
         "Cancel a queued or running job",
         permission="jobs.manage",
         scope=scopes.job,
+        errors=(409,),
     ),
     _job_route(
         "POST",
@@ -360,6 +377,7 @@ ROUTES = [
         "Queue a dead or canceled job again",
         permission="jobs.manage",
         scope=scopes.job,
+        errors=(409,),
     ),
     Route(
         "GET",
@@ -380,6 +398,7 @@ ROUTES = [
         body=Heartbeat,
         permission="jobs:work",
         scope=worker_job,
+        errors=(409,),
     ),
     _job_route(
         "POST",
@@ -389,6 +408,7 @@ ROUTES = [
         body=Completion,
         permission="jobs:work",
         scope=worker_job,
+        errors=(409,),
     ),
     _job_route(
         "POST",
@@ -398,5 +418,6 @@ ROUTES = [
         body=Failure,
         permission="jobs:work",
         scope=worker_job,
+        errors=(409,),
     ),
 ]

@@ -118,7 +118,16 @@ async def metrics(req: Request) -> Response:
 
 
 ROUTES = [
-    Route("GET", "/healthz", healthz, "Process is alive", "meta", auth="none", response=Health),
+    Route(
+        "GET",
+        "/healthz",
+        healthz,
+        "Process is alive",
+        "meta",
+        auth="none",
+        response=Health,
+        storage=False,
+    ),
     Route(
         "GET",
         "/readyz",
@@ -128,10 +137,36 @@ ROUTES = [
         auth="none",
         response=Readiness,
     ),
-    Route("GET", "/version", version, "Server version", "meta", auth="none", response=Version),
-    Route("GET", "/openapi.json", openapi, "This document", "meta", auth="none", raw=True),
     Route(
-        "GET", "/docs", docs, "Swagger UI", "meta", auth="none", raw=True, content_type="text/html"
+        "GET",
+        "/version",
+        version,
+        "Server version",
+        "meta",
+        auth="none",
+        response=Version,
+        storage=False,
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        openapi,
+        "This document",
+        "meta",
+        auth="none",
+        raw=True,
+        storage=False,
+    ),
+    Route(
+        "GET",
+        "/docs",
+        docs,
+        "Swagger UI",
+        "meta",
+        auth="none",
+        raw=True,
+        content_type="text/html",
+        storage=False,
     ),
     Route(
         "GET",
@@ -142,6 +177,7 @@ ROUTES = [
         auth="none",
         raw=True,
         content_type="text/javascript",
+        storage=False,
     ),
     Route(
         "GET",
@@ -152,5 +188,6 @@ ROUTES = [
         auth="none",
         raw=True,
         content_type="text/plain",
+        storage=False,
     ),
 ]

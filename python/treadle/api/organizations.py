@@ -38,6 +38,20 @@ class NewMember(msgspec.Struct, forbid_unknown_fields=True):
     email: Email | None = None
 
 
+# Exactly one of user_id and email, as add_member checks, stated where clients read it.
+NewMemberBody = Annotated[
+    NewMember,
+    msgspec.Meta(
+        extra_json_schema={
+            "oneOf": [
+                {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+            ]
+        }
+    ),
+]
+
+
 class MemberPatch(msgspec.Struct, forbid_unknown_fields=True):
     role: OrgRole
 
@@ -206,6 +220,7 @@ ROUTES = [
         body=NewOrganization,
         response=Organization,
         status=201,
+        errors=(409,),
     ),
     Route(
         "GET",
@@ -237,6 +252,7 @@ ROUTES = [
         response=Organization,
         permission="org.update",
         scope=scopes.organization,
+        errors=(409,),
     ),
     Route(
         "DELETE",
@@ -278,11 +294,12 @@ ROUTES = [
         add_member,
         "Invite an account to join (202: it joins on accepting; platform admins add at once)",
         "organizations",
-        body=NewMember,
+        body=NewMemberBody,
         response=MemberAddition,
         status=202,
         permission="members.manage",
         scope=scopes.organization,
+        errors=(409, 429),
     ),
     Route(
         "PATCH",
@@ -294,6 +311,7 @@ ROUTES = [
         response=Member,
         permission="members.manage",
         scope=scopes.organization,
+        errors=(409,),
     ),
     Route(
         "DELETE",
@@ -304,6 +322,7 @@ ROUTES = [
         response=Member,
         permission="members.manage",
         scope=scopes.organization,
+        errors=(409,),
     ),
     Route(
         "GET",

@@ -111,6 +111,7 @@ ROUTES = [
         status=201,
         permission="teams.manage",
         scope=scopes.organization_in_body,
+        errors=(409,),
     ),
     Route(
         "GET",
@@ -133,6 +134,7 @@ ROUTES = [
         response=Team,
         permission="teams.update",
         scope=scopes.team,
+        errors=(409,),
     ),
     Route(
         "DELETE",
@@ -167,6 +169,7 @@ ROUTES = [
         status=201,
         permission="teams.members.manage",
         scope=scopes.team,
+        errors=(409,),
     ),
     Route(
         "DELETE",

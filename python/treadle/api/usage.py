@@ -86,6 +86,10 @@ async def summary(req: Request) -> Any:
     }
 
 
+# An empty filter is no filter, as absent is.
+_UUID_OR_EMPTY: dict[str, Any] = {"type": "string", "anyOf": [{"format": "uuid"}, {"maxLength": 0}]}
+
+
 def _uuid(req: Request, name: str) -> UUID | None:
     raw = req.query_value(name)
     if not raw:
@@ -146,9 +150,13 @@ ROUTES = [
             *CURSOR_PARAMS,
             *TIME_PARAMS,
             Param("metric", "only this metric, e.g. jobs or api.requests"),
-            Param("job_id", "only this job's records"),
-            Param("api_key_id", "only records of requests or jobs of this API key"),
-            Param("team_id", "only this team's records"),
+            Param("job_id", "only this job's records", _UUID_OR_EMPTY),
+            Param(
+                "api_key_id",
+                "only records of requests or jobs of this API key",
+                _UUID_OR_EMPTY,
+            ),
+            Param("team_id", "only this team's records", _UUID_OR_EMPTY),
         ),
         permission="usage.read",
         scope=scopes.organization,

@@ -17,9 +17,12 @@ _ERROR_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict / idempotency_in_flight",
     413: "payload_too_large",
     415: "unsupported_media_type",
-    429: "rate_limited",
+    422: "idempotency_key_reused",
+    428: "idempotency_key_required",
+    429: "rate_limited / too_many_streams",
     500: "internal",
     503: "unavailable",
 }
@@ -66,6 +69,10 @@ _ENVELOPE_PARTS: dict[str, Any] = {
 }
 
 
+# What the kernel accepts as an Idempotency-Key (treadle.services.idempotency._KEY).
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"
+
+
 def _envelope(data: Any) -> dict[str, Any]:
     return {
         "type": "object",
@@ -86,6 +93,7 @@ def build(table: RouteTable, version: str) -> dict[str, Any]:
         types, ref_template="#/components/schemas/{name}"
     )
     resolved = dict(zip(types, schemas, strict=True))
+    _mark_times(types, components)
     paths: dict[str, dict[str, Any]] = {}
     for route in table.routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, resolved)
@@ -104,6 +112,54 @@ def build(table: RouteTable, version: str) -> dict[str, Any]:
             },
         },
     }
+
+
+_ERROR_ENVELOPE: dict[str, Any] = {
+    **_envelope({"type": "null"}),
+    "properties": {
+        **_envelope({"type": "null"})["properties"],
+        "error": {"$ref": "#/components/schemas/Error"},
+    },
+}
+
+
+def _mark_times(types: list[Any], components: dict[str, Any]) -> None:
+    """Give every datetime field ``format: date-time``: msgspec documents it as a bare
+    string, which invites clients (and fuzzers) to send any text."""
+    seen: set[type] = set()
+    pending = list(msgspec.inspect.multi_type_info(types))
+    while pending:
+        info = pending.pop()
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.cls in seen:
+                continue
+            seen.add(info.cls)
+            props = components.get(info.cls.__name__, {}).get("properties", {})
+            for f in info.fields:
+                if f.encode_name in props and _is_time(f.type):
+                    _set_format(props[f.encode_name])
+                pending.append(f.type)
+        elif isinstance(info, msgspec.inspect.UnionType):
+            pending.extend(info.types)
+        elif isinstance(info, msgspec.inspect.CollectionType | msgspec.inspect.DictType):
+            pending.append(getattr(info, "item_type", None) or info.value_type)  # type: ignore[union-attr]
+        elif isinstance(info, msgspec.inspect.Metadata):
+            pending.append(info.type)
+
+
+def _is_time(info: Any) -> bool:
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _is_time(info.type)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return any(_is_time(t) for t in info.types)
+    return isinstance(info, msgspec.inspect.DateTimeType)
+
+
+def _set_format(schema: dict[str, Any]) -> None:
+    if schema.get("type") == "string":
+        schema["format"] = "date-time"
+    for option in schema.get("anyOf", ()):
+        _set_format(option)
 
 
 def _operation(route: Route, resolved: dict[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -137,7 +193,14 @@ def _operation(route: Route, resolved: dict[Any, dict[str, Any]]) -> dict[str, A
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": route.idempotent == "required",
-                "schema": {"type": "string", "maxLength": 255},
+                "description": "a unique value per operation; a retry with the same key "
+                "replays the first answer",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": IDEMPOTENCY_KEY,
+                },
             }
         )
     if parameters:
@@ -163,22 +226,35 @@ def _operation(route: Route, resolved: dict[Any, dict[str, Any]]) -> dict[str, A
     for status in _error_statuses(route):
         responses[str(status)] = {
             "description": _ERROR_CODES[status],
-            "content": {"application/json": {"schema": _envelope({"type": "null"})}},
+            "content": {"application/json": {"schema": _ERROR_ENVELOPE}},
         }
     op["responses"] = responses
     return op
 
 
 def _error_statuses(route: Route) -> list[int]:
-    statuses = [500]
+    """Every error status the route can answer, derived from what it declares."""
+    statuses = {500, *route.errors}
+    if route.storage:
+        statuses.add(503)
     if route.auth != "none":
-        statuses += [401, 503]
-    if route.auth == "admin":
-        statuses.append(403)
+        # Missing or bad credentials; every authenticated call spends its rate limit.
+        statuses |= {401, 429}
+    if route.auth in ("user", "admin"):
+        # An API key on a route for signed-in users; a user who is no platform admin.
+        statuses.add(403)
+    if route.permission is not None:
+        # Not allowed here; an organization the caller does not belong to does not exist.
+        statuses |= {403, 404}
     if route.body is not None or route.params:
-        statuses.append(400)
+        statuses.add(400)
     if route.body is not None:
-        statuses += [413, 415]
+        statuses |= {413, 415}
     if "{" in route.path:
-        statuses.append(404)
-    return sorted(set(statuses))
+        statuses.add(404)
+    if route.idempotent != "none":
+        # A malformed key; the same key still running (409) or reused for another request.
+        statuses |= {400, 409, 422}
+    if route.idempotent == "required":
+        statuses.add(428)
+    return sorted(statuses)

@@ -55,6 +55,11 @@ class Route:
     # A raw route answers with its own Response (HTML, text), outside the envelope.
     raw: bool = False
     content_type: str = "application/json"
+    # Statuses the handler or its service answers beyond those the properties above imply
+    # (a 409 conflict, a 429 of its own limit); the OpenAPI document declares them all.
+    errors: tuple[int, ...] = ()
+    # False for routes that touch neither PostgreSQL nor Redis, so never answer 503.
+    storage: bool = True
 
     @property
     def idempotent(self) -> Idempotency:
