@@ -118,9 +118,9 @@ def _body(route, t: dict) -> dict | None:
         "NewInvitation": {"organization_id": org_b, "email": "thief@example.test"},
         "NewJob": {"organization_id": org_b, "type": "default"},
         "Claim": {},
-        "Heartbeat": {},
-        "Completion": {},
-        "Failure": {"error_code": "stolen"},
+        "Heartbeat": {"lease_token": "stolen"},
+        "Completion": {"lease_token": "stolen"},
+        "Failure": {"lease_token": "stolen", "error_code": "stolen"},
         "NewAclEntry": {
             "organization_id": org_b,
             "resource_type": "x",
@@ -130,7 +130,8 @@ def _body(route, t: dict) -> dict | None:
             "effect": "allow",
         },
     }
-    name = route.body.__name__
+    # An Annotated body (one that adds schema rules) is named after the struct it wraps.
+    name = getattr(route.body, "__origin__", route.body).__name__
     assert name in samples, f"add a sample body for {name}"
     return samples[name]
 
