@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 
@@ -65,6 +66,20 @@ class Valkey:
 
 
 @pytest.fixture
+def storage(database_url: str, server_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A database of its own: no other test server relays this outbox elsewhere."""
+    name = f"treadle_loss_{secrets.token_hex(4)}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield {
+        **server_env,
+        "TREADLE_DATABASE_URL": psycopg.conninfo.make_conninfo(database_url, dbname=name),
+    }
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def valkey(tmp_path) -> Iterator[Valkey]:
     server = Valkey(tmp_path)
     server.start()
@@ -98,9 +113,9 @@ def _last_id(server: Server, owner: dict[str, Any], org_id: str) -> str:
 
 
 def test_a_resume_from_a_lost_stream_gets_a_gap_after_redis_and_treadle_restart(
-    server_env: dict[str, str], valkey: Valkey, tmp_path
+    storage: dict[str, str], valkey: Valkey, tmp_path
 ) -> None:
-    server = _start(server_env, valkey, tmp_path)
+    server = _start(storage, valkey, tmp_path)
     try:
         with server.client() as client:
             owner = signup(client)
@@ -114,7 +129,7 @@ def test_a_resume_from_a_lost_stream_gets_a_gap_after_redis_and_treadle_restart(
         server.stop()
     valkey.stop()
     valkey.start()  # empty
-    server = _start(server_env, valkey, tmp_path)
+    server = _start(storage, valkey, tmp_path)
     try:
         _team(server, owner, org_id)
         frames = _resume(server, owner, org_id, seen)
@@ -126,9 +141,9 @@ def test_a_resume_from_a_lost_stream_gets_a_gap_after_redis_and_treadle_restart(
 
 
 def test_feed_and_relay_recover_when_redis_comes_back_empty_under_a_running_server(
-    server_env: dict[str, str], valkey: Valkey, tmp_path
+    storage: dict[str, str], valkey: Valkey, tmp_path
 ) -> None:
-    server = _start(server_env, valkey, tmp_path)
+    server = _start(storage, valkey, tmp_path)
     try:
         with server.client() as client:
             owner = signup(client)
