@@ -12,7 +12,7 @@ import httpx
 
 from tests.support.api import add_member, bearer, create_key, create_org, error_code, signup
 from tests.support.events import open_stream
-from tests.support.servers import Server
+from tests.support.servers import Server, free_port, start_server
 
 # The streams re-check every 0.5 s; the bound claimed is 1 s, with slack for a loaded box.
 BOUND = 1.0
@@ -188,3 +188,28 @@ def test_streams_past_the_principal_cap_get_429(server: Server) -> None:
                 break
             time.sleep(0.2)
         assert status == 200
+
+
+def test_the_organization_cap_counts_streams_of_every_process(
+    server: Server, server_env: dict[str, str], tmp_path
+) -> None:
+    env = {**server_env, "TREADLE_PORT": str(free_port())}
+    env["TREADLE_EVENT_STREAMS_PER_ORGANIZATION"] = "2"
+    capped = start_server("granian", env, tmp_path / "server.log")
+    try:
+        with server.client() as client:
+            owner = signup(client)
+            org_id = create_org(client, owner)["id"]
+        params = {"organization_id": org_id}
+        # One stream on the other process, one here: the organization holds two.
+        with (
+            open_stream(server, bearer(owner), params),
+            open_stream(capped, bearer(owner), params),
+            capped.client() as client,
+        ):
+            refused = client.get("/v1/events/stream", params=params, headers=bearer(owner))
+        assert refused.status_code == 429, refused.text
+        assert error_code(refused) == "too_many_streams"
+        assert "organization" in refused.json()["error"]["message"]
+    finally:
+        capped.stop()
