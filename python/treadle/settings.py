@@ -84,6 +84,10 @@ class Settings:
     event_queue_size: int = 1_000
     event_keepalive_seconds: float = 15.0
     event_outbox_keep_hours: int = 24
+    # open event streams (SSE and WebSocket) per principal and per organization, counted
+    # across processes in Redis
+    event_streams_per_principal: int = 20
+    event_streams_per_organization: int = 1000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -67,9 +67,10 @@ def test_an_event_committed_just_before_a_kill_is_delivered_once_after_restart(
     outbox_id, org, topic, payload = pending[0]
     half_done = client.eval(
         _XADD_ONCE,
-        2,
+        3,
         f"{prefix}events",
         f"{prefix}events:relayed:{outbox_id}",
+        f"{prefix}events:origin",
         1000,
         str(org),
         topic,
@@ -77,6 +78,7 @@ def test_an_event_committed_just_before_a_kill_is_delivered_once_after_restart(
         "",
         bytes(payload),
         MARKER_SECONDS,
+        "0-0",
     ).decode()
 
     second = _start(storage, tmp_path)

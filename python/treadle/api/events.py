@@ -9,13 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from treadle._core import FanoutError, Subscription
 from treadle.api import scopes
 from treadle.bus.events import Events, Gap, Item, event_json
+from treadle.bus.leases import Lease
+from treadle.services.authz import Scope
+from treadle.services.principal import Principal
+from treadle.services.sessions import bearer_token
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.response import Response
@@ -66,14 +72,73 @@ def _after(req: Request) -> str | None:
     return value
 
 
-def _subscribe(req: Request, job_id: str | None) -> tuple[Subscription, str | None]:
+@dataclass(frozen=True, slots=True, eq=False)
+class _Rights:
+    """What a stream was opened with, asked again while it runs: the credential still
+    valid (from the caches every revocation invalidates across processes), and the
+    action still allowed (by the authorizer, on a snapshot as fresh as requests get)."""
+
+    app: Any
+    token: str
+    principal: Principal
+    scope: Scope
+    permission: str
+
+    @property
+    def key(self) -> Hashable:
+        # A key's streams share its secret; a user's, the session.
+        credential = self.token if self.principal.kind == "api_key" else self.principal.session_id
+        return (credential, self.scope, self.permission)
+
+    async def check(self) -> str | None:
+        try:
+            if self.principal.kind == "api_key":
+                principal = await self.app.api_keys.authenticate(self.token)
+            else:
+                await self.app.sessions.still_valid(self.principal)
+                principal = self.principal
+            await self.app.authz.ensure(self.scope.organization_id)
+        except ApiError as exc:
+            if exc.status in (401, 403, 404):
+                return f"{exc.message}; this stream has ended"
+            raise  # unavailable: decided next round
+        decision = self.app.authz.check(
+            self.scope, principal.subject, self.permission, list(principal.scopes) or None
+        )
+        if not decision.allowed:
+            return f"no longer allowed to {self.permission} here ({decision.reason})"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    sub: Subscription
+    after: str | None
+    rights: _Rights
+    lease: Lease
+
+
+async def _subscribe(req: Request, job_id: str | None) -> _Opened:
     topics, after = _topics(req), _after(req)
     events: Events = req.app.events
+    principal: Principal = req.principal
+    rights = _Rights(
+        req.app,
+        bearer_token(req.headers.get("authorization")),
+        principal,
+        req.scope,
+        req.route.permission,
+    )
+    lease = await events.admit(principal.subject, str(req.scope.organization_id))
     try:
         sub = events.subscribe(str(req.scope.organization_id), topics, job_id, after)
     except FanoutError as exc:
+        events.release(lease)
         raise ApiError.validation(f"{exc}; check topic and after", "query") from None
-    return sub, after
+    except BaseException:
+        events.release(lease)
+        raise
+    return _Opened(sub, after, rights, lease)
 
 
 # --- Server-Sent Events ------------------------------------------------------------------
@@ -99,28 +164,29 @@ def _gap(gap: Gap) -> dict[str, str]:
     }
 
 
-async def _sse_stream(events: Events, sub: Subscription, after: str | None) -> AsyncIterator[bytes]:
-    async with contextlib.aclosing(events.listen(sub, after)) as items:
+async def _sse_stream(events: Events, opened: _Opened) -> AsyncIterator[bytes]:
+    listen = events.listen(opened.sub, opened.after, opened.rights, opened.lease)
+    async with contextlib.aclosing(listen) as items:
         async for item in items:
             yield _sse(item)
 
 
-def _sse_response(req: Request, job_id: str | None) -> Response:
-    sub, after = _subscribe(req, job_id)
+async def _sse_response(req: Request, job_id: str | None) -> Response:
+    opened = await _subscribe(req, job_id)
     return Response(
         200,
         headers=SSE_HEADERS,
         content_type="text/event-stream",
-        stream=_sse_stream(req.app.events, sub, after),
+        stream=_sse_stream(req.app.events, opened),
     )
 
 
 async def stream(req: Request) -> Response:
-    return _sse_response(req, None)
+    return await _sse_response(req, None)
 
 
 async def job_stream(req: Request) -> Response:
-    return _sse_response(req, req.scope.resource_id)
+    return await _sse_response(req, req.scope.resource_id)
 
 
 # --- WebSocket ---------------------------------------------------------------------------
@@ -140,11 +206,12 @@ def _messages(item: Item) -> list[str]:
     return [orjson.dumps({"type": "error", "code": item.code, "message": item.message}).decode()]
 
 
-async def _write(ws: WebSocket, events: Events, sub: Subscription, after: str | None) -> None:
+async def _write(ws: WebSocket, events: Events, opened: _Opened) -> None:
     # The transport's send waits for the socket: a client that stops reading stalls it,
     # its queue in the hub overflows meanwhile, and it gets slow_consumer once it reads.
     stall = max(MIN_STALL_SECONDS, 2 * events.settings.event_keepalive_seconds)
-    async with contextlib.aclosing(events.listen(sub, after)) as items:
+    listen = events.listen(opened.sub, opened.after, opened.rights, opened.lease)
+    async with contextlib.aclosing(listen) as items:
         async for item in items:
             for message in _messages(item):
                 await asyncio.wait_for(ws.send_text(message), stall)
@@ -155,9 +222,9 @@ async def _until_closed(ws: WebSocket) -> None:
         pass  # messages from the client are not part of the protocol: ignored
 
 
-def _session(events: Events, sub: Subscription, after: str | None) -> Upgrade:
+def _session(events: Events, opened: _Opened) -> Upgrade:
     async def session(ws: WebSocket) -> None:
-        writer = asyncio.ensure_future(_write(ws, events, sub, after))
+        writer = asyncio.ensure_future(_write(ws, events, opened))
         reader = asyncio.ensure_future(_until_closed(ws))
         try:
             await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -165,7 +232,8 @@ def _session(events: Events, sub: Subscription, after: str | None) -> Upgrade:
             for task in (writer, reader):
                 task.cancel()
             await asyncio.gather(writer, reader, return_exceptions=True)
-            sub.close()
+            opened.sub.close()
+            events.release(opened.lease)
 
     return Upgrade(session)
 
@@ -177,8 +245,7 @@ async def websocket(req: Request) -> Response:
             "(Upgrade: websocket) to the Granian server; the Robyn server serves none. "
             "GET /v1/events/stream carries the same events as Server-Sent Events"
         )
-    sub, after = _subscribe(req, None)
-    return _session(req.app.events, sub, after)
+    return _session(req.app.events, await _subscribe(req, None))
 
 
 ORGANIZATION = Param(
@@ -210,7 +277,9 @@ ACCESS_TOKEN = Param(
 _SSE_FORMAT = (
     "frames `id: <event id>`, `event: <topic>`, `data: <event JSON>`; `event: gap` when "
     "history was trimmed; a `: keep-alive` comment when idle; a final `event: error` "
-    "(slow_consumer, shutting_down) before the server ends the stream"
+    "(slow_consumer, shutting_down; unauthorized once the caller's key or session ends or "
+    "it loses the right to the events) before the server ends the stream. A caller past "
+    "its open-stream cap gets 429 too_many_streams"
 )
 
 ROUTES = [
@@ -234,8 +303,9 @@ ROUTES = [
         "Live events of an organization over a WebSocket (Granian only). Each message is a "
         'JSON text: {"type":"event","id","topic","organization_id","job_id","run_id",'
         '"occurred_at","data"}, {"type":"gap","after","message"}, {"type":"keep-alive"}, '
-        'or a final {"type":"error","code","message"} (slow_consumer, shutting_down) before '
-        "the server closes. A refused handshake gets the HTTP status of the error",
+        'or a final {"type":"error","code","message"} (slow_consumer, shutting_down, '
+        "unauthorized) before the server closes. A refused handshake gets the HTTP status "
+        "of the error (429 too_many_streams past the open-stream caps)",
         "events",
         auth="any",
         status=101,

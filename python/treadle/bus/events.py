@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from redis.asyncio import Redis
@@ -22,6 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from treadle._core import Hub, Subscription
 from treadle.background import Background
+from treadle.bus.leases import Lease, Leases
 from treadle.settings import Settings
 from treadle.store import events as outbox
 from treadle.store.db import Database
@@ -43,14 +44,34 @@ STOP_GRACE = 1.0
 # How long startup waits for the first load of the stream, so that a process that says
 # it is ready can also serve event streams.
 LOAD_WAIT = 2.0
+# The origin of a stream relayed before origins existed: it holds all it ever held.
+LEGACY_ORIGIN = "0-0"
+# How often each open stream's credentials and rights are checked again, and how long
+# one check may take before it is given up until the next round.
+RIGHTS_SECONDS = 0.5
+RIGHTS_TIMEOUT = 2.0
 
 # One XADD per outbox row, ever: a relayer that dies between the XADD and its commit
 # leaves the marker behind, and the next attempt gets the first stream id back.
+# The stream's origin (KEYS[3]) is the id up to which it knows nothing: whenever the
+# stream is created, the newest id PostgreSQL records as relayed (ARGV[8]; '0-0' on a
+# first start), so a stream Redis lost and started afresh never passes for the old one;
+# each entry carries it, so feeds notice the change. A stream from before origins
+# existed keeps all its history ('0-0').
 _XADD_ONCE = """
 local done = redis.call('GET', KEYS[2])
 if done then return done end
+local origin = redis.call('GET', KEYS[3])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  origin = ARGV[8]
+  redis.call('SET', KEYS[3], origin)
+elseif not origin then
+  origin = '0-0'
+  redis.call('SET', KEYS[3], origin)
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-  'org', ARGV[2], 'topic', ARGV[3], 'job', ARGV[4], 'run', ARGV[5], 'payload', ARGV[6])
+  'org', ARGV[2], 'topic', ARGV[3], 'job', ARGV[4], 'run', ARGV[5], 'payload', ARGV[6],
+  'origin', origin)
 redis.call('SET', KEYS[2], id, 'EX', ARGV[7])
 return id
 """
@@ -65,6 +86,7 @@ class Relay(Background):
         self.redis = redis
         self.stream = f"{settings.redis_prefix}events"
         self.marker = f"{settings.redis_prefix}events:relayed:"
+        self.origin = f"{settings.redis_prefix}events:origin"
         self.maxlen = settings.event_stream_max
         self.script = redis.register_script(_XADD_ONCE)
 
@@ -110,10 +132,11 @@ class Relay(Background):
             rows = await outbox.pending(conn, RELAY_BATCH)
             if not rows:
                 return 0
+            origin = await outbox.last_relayed(conn) or LEGACY_ORIGIN
             pipe = self.redis.pipeline(transaction=False)
             for row in rows:
                 await self.script(
-                    keys=[self.stream, f"{self.marker}{row['id']}"],
+                    keys=[self.stream, f"{self.marker}{row['id']}", self.origin],
                     args=[
                         self.maxlen,
                         str(row["organization_id"]),
@@ -122,6 +145,7 @@ class Relay(Background):
                         str(row["run_id"] or ""),
                         bytes(row["payload"]),
                         MARKER_SECONDS,
+                        origin,
                     ],
                     client=pipe,
                 )
@@ -139,6 +163,9 @@ class Feed(Background):
     def __init__(self, settings: Settings, events: Events) -> None:
         self.events = events
         self.stream = f"{settings.redis_prefix}events"
+        self.origin_key = f"{settings.redis_prefix}events:origin"
+        # The origin of the stream the hub was loaded from (None: no stream then).
+        self.origin: str | None = None
         # Its own client: a blocking read outlasts the shared client's 2 s socket timeout.
         self.client = Redis.from_url(
             settings.redis_url,
@@ -157,9 +184,19 @@ class Feed(Background):
                 replies = await self.client.xread(
                     {self.stream: last}, count=READ_COUNT, block=BLOCK_MS
                 )
+                if not replies and await self._recreated():
+                    last = None  # the stream was lost and started afresh meanwhile
+                    continue
                 for entries in _entries(replies):
                     for entry_id, fields in entries:
+                        if self._foreign(fields):
+                            # An entry of a new stream: what the old one held after our
+                            # last entry is lost; reload, so resuming clients get a gap.
+                            last = None
+                            break
                         last = self._publish(self.events.hub, entry_id, fields)
+                    if last is None:
+                        break
                 backoff = 0.5
             except Exception as exc:
                 if not isinstance(exc, RedisError | OSError):
@@ -167,11 +204,35 @@ class Feed(Background):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 with contextlib.suppress(RedisError, OSError):
-                    if last is not None and _newer(await self._horizon(), last):
-                        # Entries this process never saw were trimmed while it was away.
+                    horizon = await self._horizon()
+                    if last is not None and (
+                        (horizon is not None and _newer(horizon, last)) or await self._recreated()
+                    ):
+                        # Entries this process never saw were trimmed while it was away,
+                        # or Redis came back without the stream.
                         last = None
 
+    def _foreign(self, fields: dict[bytes, bytes]) -> bool:
+        origin = fields.get(b"origin")
+        if origin is None:
+            return False  # relayed before origins existed
+        if self.origin is None:
+            self.origin = origin.decode()  # the stream was created after we loaded
+            return False
+        return origin.decode() != self.origin
+
+    async def _recreated(self) -> bool:
+        """Whether the stream's origin is no longer the one the hub was loaded from."""
+        if self.origin is None:
+            return False
+        origin = await self.client.get(self.origin_key)
+        if origin is None:
+            # No origin yet is fine for a stream from before origins; not for no stream.
+            return not await self.client.exists(self.stream)
+        return _text(origin) != self.origin
+
     async def _load(self) -> str:
+        origin = await self.client.get(self.origin_key)
         entries: list[tuple[Any, dict[bytes, bytes]]] = []
         start = "-"
         while True:
@@ -183,7 +244,16 @@ class Feed(Background):
                 break
             start = "(" + _text(chunk[-1][0])
         # Read after the range: whatever was trimmed meanwhile lies before this horizon.
-        horizon = await self._horizon()
+        held = await self._horizon()
+        if held is None:
+            # Nothing is held: whatever was relayed is lost (a first start has relayed
+            # nothing; a Redis that lost its data had).
+            self.origin = None
+            async with self.events.db.connection() as conn:
+                horizon = await outbox.last_relayed(conn) or LEGACY_ORIGIN
+        else:
+            self.origin = LEGACY_ORIGIN if origin is None else _text(origin)
+            horizon = max(held, self.origin, key=_split)
         settings = self.events.settings
         hub = Hub(settings.event_ring_size, settings.event_queue_size, horizon)
         last = "0-0"
@@ -193,12 +263,12 @@ class Feed(Background):
         log.info("event feed loaded", extra={"events": len(entries), "horizon": horizon})
         return last
 
-    async def _horizon(self) -> str:
-        """The id after which the stream still holds every entry."""
+    async def _horizon(self) -> str | None:
+        """The id after which the stream still holds every entry; None: no stream."""
         try:
             info = await self.client.xinfo_stream(self.stream)
         except ResponseError:
-            return "0-0"  # no stream yet
+            return None
         deleted = info.get("max-deleted-entry-id")
         if deleted is not None:
             return _text(deleted)
@@ -254,10 +324,25 @@ class End:
 Item = list[tuple[str, bytes]] | Gap | End | None
 
 
+class Guard(Protocol):
+    """Whether a stream's caller may still receive it; streams whose guards share a
+    ``key`` (the same credential, organization and action) are checked once for all."""
+
+    @property
+    def key(self) -> Hashable: ...
+
+    async def check(self) -> str | None:
+        """Why the stream must end now, or None while its caller keeps the right."""
+
+
+UNAUTHORIZED = "unauthorized"
+
+
 @dataclass(eq=False)
 class _Stream:
     wake: asyncio.Event
     task: asyncio.Task[Any] | None
+    guard: Guard | None = None
     end: End | None = field(default=None)
     # Set by the keep-alive ticker; ``quiet`` says nothing was sent since the last tick.
     tick: bool = False
@@ -269,19 +354,29 @@ class Events:
 
     def __init__(self, settings: Settings, db: Database, redis: Redis) -> None:
         self.settings = settings
+        self.db = db
         self.hub: Hub | None = None
         self.feed = Feed(settings, self)
         self.relay = Relay(settings, db, redis) if settings.event_relay else None
+        self.leases = Leases(
+            redis,
+            settings.redis_prefix,
+            settings.event_streams_per_principal,
+            settings.event_streams_per_organization,
+        )
         self._streams: set[_Stream] = set()
         self._stopping = False
         self._loaded = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
+        self._rights: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.feed.start()
         if self.relay is not None:
             self.relay.start()
+        self.leases.start()
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._rights = asyncio.get_running_loop().create_task(self._recheck())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._loaded.wait(), LOAD_WAIT)
 
@@ -295,10 +390,12 @@ class Events:
         for stream in list(self._streams):
             if stream.task is not None:
                 stream.task.cancel()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for task in (self._ticker, self._rights):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.leases.stop()
         if self.relay is not None:
             await self.relay.stop()
         await self.feed.stop()
@@ -332,10 +429,41 @@ class Events:
             raise ApiError.unavailable("live events are not available yet; retry shortly", 2)
         return hub.subscribe(org_id, topics, job_id, None, after)
 
-    async def listen(self, sub: Subscription, after: str | None) -> AsyncGenerator[Item, None]:
+    async def admit(self, principal: str, org_id: str) -> Lease:
+        """A place for one more stream of this principal in this organization."""
+        lease = await self.leases.acquire(principal, org_id)
+        if isinstance(lease, Lease):
+            return lease
+        cap = (
+            f"this caller already holds {self.settings.event_streams_per_principal}"
+            if lease == "principal"
+            else f"this organization already holds {self.settings.event_streams_per_organization}"
+        )
+        raise ApiError(
+            429,
+            "too_many_streams",
+            f"{cap} open event streams: close one, or combine topics in one stream",
+            {"retry_after_seconds": STREAM_RETRY_SECONDS, "limit": lease},
+            headers=[("retry-after", str(STREAM_RETRY_SECONDS))],
+        )
+
+    def release(self, lease: Lease | None) -> None:
+        if lease is not None:
+            self.leases.release_soon(lease)
+
+    async def listen(
+        self,
+        sub: Subscription,
+        after: str | None,
+        guard: Guard | None = None,
+        lease: Lease | None = None,
+    ) -> AsyncGenerator[Item, None]:
         """The subscription's events in batches (SSE frames); ``None`` when a keep-alive
-        is due; a final ``End`` when the subscriber fell behind or the server stops."""
-        stream = _Stream(asyncio.Event(), asyncio.current_task())
+        is due; a final ``End`` when the subscriber fell behind, lost the right to the
+        stream (``guard``) or the server stops. ``lease`` is given back at the end."""
+        stream = _Stream(asyncio.Event(), asyncio.current_task(), guard)
+        if lease is not None:
+            lease.started = True
         self._streams.add(stream)
         # The hub calls wakers on the publishing thread, which is this loop's (the feed
         # publishes from it): setting the event directly needs no thread hand-off.
@@ -346,7 +474,8 @@ class Events:
                 yield Gap(after or "0-0")
             while True:
                 if stream.end is not None:
-                    yield _resume(stream.end, last)
+                    unauthorized = stream.end.code == UNAUTHORIZED
+                    yield stream.end if unauthorized else _resume(stream.end, last)
                     return
                 stream.wake.clear()
                 items = sub.drain()
@@ -368,6 +497,7 @@ class Events:
         finally:
             self._streams.discard(stream)
             sub.close()
+            self.release(lease)
 
     async def _tick(self) -> None:
         """Wake every stream once a keep-alive period: one timer for all of them, where a
@@ -377,6 +507,28 @@ class Events:
             for stream in self._streams:
                 stream.tick = True
                 stream.wake.set()
+
+    async def _recheck(self) -> None:
+        """Check every stream's right to its events each ``RIGHTS_SECONDS``: once per
+        credential, organization and action, however many streams share them."""
+        while True:
+            await asyncio.sleep(RIGHTS_SECONDS)
+            groups: dict[Hashable, list[_Stream]] = {}
+            guards: dict[Hashable, Guard] = {}
+            for stream in self._streams:
+                if stream.guard is not None and stream.end is None:
+                    groups.setdefault(stream.guard.key, []).append(stream)
+                    guards.setdefault(stream.guard.key, stream.guard)
+            if not guards:
+                continue
+            answers = await asyncio.gather(*(_ask(guard) for guard in guards.values()))
+            for key, why in zip(guards, answers, strict=True):
+                if why is None:
+                    continue
+                for stream in groups[key]:
+                    if stream.end is None:
+                        stream.end = End(UNAUTHORIZED, why)
+                        stream.wake.set()
 
     def _end_all(self, end: End) -> None:
         for stream in self._streams:
@@ -390,6 +542,18 @@ class Events:
 
 
 _SLOW = "this subscriber fell too far behind and was dropped"
+# What a caller refused for too many streams is told to wait before trying again.
+STREAM_RETRY_SECONDS = 5
+
+
+async def _ask(guard: Guard) -> str | None:
+    try:
+        return await asyncio.wait_for(guard.check(), RIGHTS_TIMEOUT)
+    except Exception:
+        # PostgreSQL or Redis away, or slow: the caller keeps the stream until the next
+        # round can tell; only a definite answer ends it.
+        log.debug("stream rights not checked this round", exc_info=True)
+        return None
 
 
 def _resume(end: End, last: str | None) -> End:

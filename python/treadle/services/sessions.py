@@ -150,6 +150,21 @@ class Sessions:
             is_platform_admin=user["is_platform_admin"],
         )
 
+    async def still_valid(self, principal: Principal) -> None:
+        """Raise unless the session and user behind ``principal`` are still live, from
+        the caches (long-lived streams ask this; the access token was checked at connect)."""
+        session = await self._session(str(principal.session_id))
+        if (
+            session is None
+            or session["user_id"] != principal.id
+            or session["revoked_at"] is not None
+        ):
+            raise ApiError.unauthenticated("the session has ended; sign in again")
+        if session["expires_at"] <= clock.now():
+            raise ApiError.unauthenticated("the session has expired; sign in again")
+        if await self.user(principal.id) is None:
+            raise ApiError.unauthenticated("the account no longer exists")
+
     async def _session(self, session_id: str) -> dict[str, Any] | None:
         cached = self.session_cache.get(session_id)
         if cached is not MISSING:

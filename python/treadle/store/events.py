@@ -77,6 +77,15 @@ async def mark_relayed(conn: Conn, relayed: list[tuple[int, str]]) -> None:
     )
 
 
+async def last_relayed(conn: Conn) -> str | None:
+    """The stream id of the newest row relayed (and not yet pruned)."""
+    cur = await conn.execute(
+        "SELECT stream_id FROM event_outbox WHERE stream_id IS NOT NULL ORDER BY id DESC LIMIT 1"
+    )
+    row = await cur.fetchone()
+    return None if row is None else str(row["stream_id"])
+
+
 async def prune_relayed(conn: Conn, keep_hours: int) -> int:
     """Delete rows relayed more than ``keep_hours`` ago; the stream holds them now."""
     cur = await conn.execute(
