@@ -1,0 +1,131 @@
+"""Faults on servers these tests start and stop themselves: a killed worker, idle sockets."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.api import bearer, create_key, create_org, envelope, signup
+from tests.support.faults import SubmitLoop, raise_fd_limit, server_workers
+from tests.support.servers import Server, free_port, start_server
+
+RENDER = {"name": "render", "base_cost": 0.5, "unit_cost": 0.01, "unit": "frames"}
+
+
+def _two_workers(server_env: dict[str, str], tmp_path: Path, **extra: str) -> Server:
+    env = {**server_env, "TREADLE_PORT": str(free_port()), "TREADLE_WORKERS": "2", **extra}
+    return start_server("granian", env, tmp_path / "server.log")
+
+
+def _submitter(client: httpx.Client) -> dict[str, str]:
+    owner = signup(client)
+    org = create_org(client, owner)
+    done = client.put(
+        f"/v1/organizations/{org['id']}/settings",
+        json={"job_types": [RENDER]},
+        headers=bearer(owner),
+    )
+    assert done.status_code == 200, done.text
+    key = create_key(client, owner, org["id"], scopes=["jobs.submit", "jobs.read"])
+    return {"Authorization": f"Bearer {key['key']}"}
+
+
+def _wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_no_acknowledged_write_is_lost(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    server = _two_workers(server_env, tmp_path)
+    try:
+        with server.client() as client:
+            headers = _submitter(client)
+            workers = server_workers(server)
+            assert len(workers) == 2, workers
+            with SubmitLoop(server, headers, clients=2) as loop:
+                time.sleep(1.5)
+                before = len(loop.statuses)
+                victim = workers[0]
+                victim.kill()
+                victim.wait(5)
+                assert _wait_for(
+                    lambda: (
+                        len(server_workers(server)) == 2
+                        and victim.pid not in {p.pid for p in server_workers(server)}
+                    ),
+                    15,
+                ), server.log()[-3000:]
+                time.sleep(1.5)
+                after = len(loop.statuses)
+            assert server.proc.poll() is None, server.log()[-3000:]
+            # Requests kept being answered while the worker was gone and after.
+            assert after - before > 20, (before, after)
+            # Only requests in flight on the dead worker may fail, at the connection level:
+            # with 2 clients that is at most one each.
+            assert len(loop.connection_errors) <= loop.clients, loop.connection_errors
+            assert set(loop.statuses) == {201}, sorted(set(loop.statuses))
+            assert not loop.slow, loop.slow
+            for job_id in loop.acked:
+                got = client.get(f"/v1/jobs/{job_id}", headers=headers)
+                assert got.status_code == 200, (job_id, got.text)
+            listed = client.get("/v1/jobs", params={"limit": 1}, headers=headers)
+            assert listed.status_code == 200
+    finally:
+        server.stop()
+
+
+def _silent_sockets(port: int, count: int) -> list[socket.socket]:
+    """Half send nothing, half a partial request line."""
+    sockets = []
+    for i in range(count):
+        sock = socket.socket()
+        sock.setblocking(True)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", port))
+        if i % 2:
+            sock.sendall(b"GET /v1/m")
+        sockets.append(sock)
+    return sockets
+
+
+@pytest.mark.slow
+def test_five_thousand_idle_connections_do_not_starve_the_server(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert raise_fd_limit() >= 5_500, "the test needs 5,500 descriptors"
+    server = _two_workers(server_env, tmp_path, TREADLE_BACKLOG="4096")
+    sockets: list[socket.socket] = []
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        sockets = _silent_sockets(port, 5_000)
+        time.sleep(1.0)  # let both workers accept what the backlog holds
+        with server.client() as client:
+            took = []
+            for _ in range(15):
+                started = time.monotonic()
+                response = client.get("/healthz", headers={"Connection": "close"})
+                took.append(time.monotonic() - started)
+                assert response.status_code == 200
+            me = signup(client)
+            got = client.get("/v1/me", headers=bearer(me))
+            assert got.status_code == 200, got.text
+            assert envelope(got)["data"]["email"] == me["user"]["email"]
+        assert statistics.median(took) < 0.1, took
+        assert max(took) < 0.5, took
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
