@@ -178,7 +178,8 @@ def _run_granian(settings: Settings) -> int:
         # 512, so ~1,024 silent sockets on two workers stopped all accepting.
         backpressure=settings.backpressure or DEFAULT_CONNECTIONS_PER_WORKER,
         # hyper's header read timeout also bounds a keep-alive connection waiting for its
-        # next request, and a connection that never sends a byte.
+        # next request; it does not start before a new connection's first byte, so silent
+        # ones are bounded only by the connection slots above.
         http1_settings=HTTP1Settings(
             header_read_timeout=max(1, int(settings.http_header_timeout_seconds * 1000)),
             keep_alive=settings.http_keepalive,

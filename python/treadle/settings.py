@@ -30,8 +30,8 @@ class Settings:
     db_pool_max: int = 10
     shutdown_timeout: float = 8.0
     # Granian: the listen backlog, and how many connections (open event streams included)
-    # one worker holds at once; 0 means 4,096. Silent or idle connections are closed after
-    # http_header_timeout_seconds, so they cannot hold those slots for ever.
+    # one worker holds at once; 0 means 4,096. Half-sent request heads and idle keep-alive
+    # connections are closed after http_header_timeout_seconds.
     backlog: int = 1024
     backpressure: int = 0
     http_header_timeout_seconds: float = 10.0
