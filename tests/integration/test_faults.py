@@ -12,7 +12,12 @@ import httpx
 import pytest
 
 from tests.support.api import bearer, create_key, create_org, envelope, signup
-from tests.support.faults import SubmitLoop, raise_fd_limit, server_workers
+from tests.support.faults import (
+    SubmitLoop,
+    raise_fd_limit,
+    server_workers,
+    wait_workers_started,
+)
 from tests.support.servers import Server, free_port, start_server
 
 RENDER = {"name": "render", "base_cost": 0.5, "unit_cost": 0.01, "unit": "frames"}
@@ -53,6 +58,7 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_write_is_lost(
     try:
         with server.client() as client:
             headers = _submitter(client)
+            wait_workers_started(server, 2)
             workers = server_workers(server)
             assert len(workers) == 2, workers
             with SubmitLoop(server, headers, clients=2) as loop:

@@ -79,3 +79,15 @@ class SubmitLoop:
                     if response.status_code == 201:
                         self.acked.append(response.json()["data"]["id"])
                 time.sleep(self.pause)
+
+
+def wait_workers_started(server: Server, count: int, timeout: float = 30.0) -> None:
+    """Ready answers once one worker is up; a worker still booting misses a SIGTERM, so
+    tests that signal wait for all of them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = server.log()
+        if all(f"Started worker-{i} runtime" in log for i in range(1, count + 1)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not all {count} workers started:\n{server.log()[-3000:]}")
