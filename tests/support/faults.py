@@ -40,10 +40,12 @@ class SubmitLoop:
     headers: dict[str, str]
     clients: int = 2
     pause: float = 0.02
+    bound: float = 5.0  # an answer slower than this counts as a hang
     acked: list[str] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     connection_errors: list[str] = field(default_factory=list)
     slow: list[float] = field(default_factory=list)
+    unavailable_without_retry_after: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,8 +76,10 @@ class SubmitLoop:
                 took = time.monotonic() - started
                 with self._lock:
                     self.statuses.append(response.status_code)
-                    if took > 5:
+                    if took > self.bound:
                         self.slow.append(took)
+                    if response.status_code == 503 and "retry-after" not in response.headers:
+                        self.unavailable_without_retry_after += 1
                     if response.status_code == 201:
                         self.acked.append(response.json()["data"]["id"])
                 time.sleep(self.pause)
