@@ -172,12 +172,29 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return _run_granian(ready)
 
 
+DEFAULT_CONNECTIONS_PER_WORKER = 4096
+
+
+def _raise_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _run_granian(settings: Settings) -> int:
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     # Workers are separate processes: they read their settings from the environment.
     os.environ.update(settings.to_env())
+    # Every connection is a descriptor: let the workers (who inherit this) hold as many
+    # as the hard limit allows, not the usual soft 1,024.
+    _raise_fd_limit()
     server = Server(
         "treadle.web.granian:app",
         address=settings.host,
@@ -187,7 +204,20 @@ def _run_granian(settings: Settings) -> int:
         log_access=False,
         workers_kill_timeout=max(1, int(settings.shutdown_timeout)),
         backlog=settings.backlog,
-        backpressure=settings.backpressure or None,
+        # Granian's backpressure is a per-worker semaphore taken for each accepted
+        # connection (idle ones included), not per request: with backlog / workers it is
+        # 512, so ~1,024 silent sockets on two workers stopped all accepting.
+        backpressure=settings.backpressure or DEFAULT_CONNECTIONS_PER_WORKER,
+        # hyper's header read timeout also bounds a keep-alive connection waiting for its
+        # next request; it does not start before a new connection's first byte, so silent
+        # ones are bounded only by the connection slots above.
+        http1_settings=HTTP1Settings(
+            header_read_timeout=max(1, int(settings.http_header_timeout_seconds * 1000)),
+            keep_alive=settings.http_keepalive,
+        ),
+        # A worker that dies (SIGKILL, segfault, out of memory) is replaced; the others
+        # keep serving. Granian still exits on a crash loop (same worker twice in 5.5 s).
+        respawn_failed_workers=True,
     )
     try:
         server.serve()

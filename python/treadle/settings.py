@@ -32,10 +32,13 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     shutdown_timeout: float = 8.0
-    # Granian: the listen backlog, and how many requests (open event streams included)
-    # one worker takes at once; 0 means backlog / workers.
+    # Granian: the listen backlog, and how many connections (open event streams included)
+    # one worker holds at once; 0 means 4,096. Half-sent request heads and idle keep-alive
+    # connections are closed after http_header_timeout_seconds.
     backlog: int = 1024
     backpressure: int = 0
+    http_header_timeout_seconds: float = 10.0
+    http_keepalive: bool = True
     # accounts and sessions
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 86400
