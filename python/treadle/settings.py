@@ -27,6 +27,9 @@ class Settings:
     secret_key: str = ""
     public_url: str = ""
     max_body_bytes: int = 1_048_576
+    # Every decoded body, whatever its format: how deep it may nest, how many values it holds.
+    max_body_depth: int = 32
+    max_body_nodes: int = 100_000
     access_log: bool = True
     log_level: str = "info"
     db_pool_min: int = 2

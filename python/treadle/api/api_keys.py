@@ -10,14 +10,14 @@ import msgspec
 
 from treadle import clock
 from treadle.api import scopes
-from treadle.api.common import PAGE_PARAMS, actor, page_of, path_id
+from treadle.api.common import PAGE_PARAMS, Name, actor, int_param, page_of, path_id
 from treadle.services.api_keys import DEFAULT_GRACE_SECONDS
 from treadle.web.envelope import Page
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
-KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+KeyName = Name
 # An action the key may take ("jobs.read", "jobs:work") or "*" for all of them.
 Scope = Annotated[str, msgspec.Meta(pattern=r"^(\*|[a-z_]+([.:][a-z_]+)*)$", max_length=100)]
 PolicyName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
@@ -144,10 +144,8 @@ async def roll(req: Request) -> Any:
 
 
 async def usage(req: Request) -> Any:
-    raw = req.query_value("days") or "30"
-    if not raw.isdigit() or not 1 <= int(raw) <= 90:
-        raise ApiError.validation("days must be between 1 and 90", "query.days")
-    return await req.app.api_keys.usage(path_id(req), int(raw))
+    days = int_param(req, "days", 30, 1, 90)
+    return await req.app.api_keys.usage(path_id(req), days)
 
 
 KEY = "/v1/api-keys/{id}"

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 
-from treadle.api.common import Email, NewPassword, Password, Token, actor, normalize_email
+from treadle.api.common import (
+    SINGLE_LINE,
+    Email,
+    NewPassword,
+    Password,
+    Token,
+    actor,
+    normalize_email,
+)
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
@@ -17,7 +25,7 @@ from treadle.web.routing import Param, Route
 class Signup(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
     password: NewPassword
-    display_name: str = msgspec.field(default="")
+    display_name: Annotated[str, msgspec.Meta(pattern=SINGLE_LINE)] = ""
 
 
 class Login(msgspec.Struct, forbid_unknown_fields=True):

@@ -16,6 +16,11 @@ from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Names, titles and other one-line text: no control characters (CR/LF would let a value
+# forge mail headers or log lines; NUL cannot be stored).
+SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
+
 Email = Annotated[
     str,
     msgspec.Meta(
@@ -28,6 +33,11 @@ Email = Annotated[
     ),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+# A name of something (an organization, a team, a key): one line, 1 to 200 characters.
+Name = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=200, pattern=SINGLE_LINE, description="one line"),
+]
 # A password being set: the rules treadle.services.passwords enforces.
 NewPassword = Annotated[str, msgspec.Meta(min_length=10, max_length=256)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
@@ -65,7 +75,9 @@ def path_id(req: Request, name: str = "id") -> UUID:
 
 
 def client(req: Request) -> tuple[str, str]:
-    return req.headers.get("user-agent") or "", req.client or ""
+    # Stored with sessions and audit rows: no control characters (NUL would fail the write).
+    agent = _CONTROL.sub("", req.headers.get("user-agent") or "")[:512]
+    return agent, req.client or ""
 
 
 @dataclass(slots=True)
@@ -79,22 +91,26 @@ class ListQuery:
 
 def list_query(req: Request, sortable: set[str], default_sort: str) -> ListQuery:
     return ListQuery(
-        limit=_int(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
-        offset=_int(req, "offset", 0, 0, MAX_OFFSET),
+        limit=int_param(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=int_param(req, "offset", 0, 0, MAX_OFFSET),
         sort_by=_choice(req, "sort_by", sortable, default_sort),
         desc=_choice(req, "sort_order", {"asc", "desc"}, "desc") == "desc",
         q=(req.query_value("q") or None),
     )
 
 
-def _int(req: Request, name: str, default: int, low: int, high: int) -> int:
+_INTEGER = re.compile(r"^-?[0-9]{1,19}$")
+
+
+def int_param(req: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high]; 400 with its name otherwise."""
     raw = req.query_value(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError.validation(f"{name} must be an integer", f"query.{name}") from None
+    # ASCII digits only: int() also takes "١٢", "1_0" and " 12 ", which the schema does not.
+    if not _INTEGER.match(raw):
+        raise ApiError.validation(f"{name} must be an integer", f"query.{name}")
+    value = int(raw)
     if not low <= value <= high:
         raise ApiError.validation(f"{name} must be between {low} and {high}", f"query.{name}")
     return value
@@ -127,12 +143,12 @@ def actor(req: Request) -> Actor:
 
 
 def limit_of(req: Request) -> int:
-    return _int(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    return int_param(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
 
 
 def page_of(req: Request) -> tuple[int, int]:
     """limit and offset for lists that have no sorting choices."""
-    return limit_of(req), _int(req, "offset", 0, 0, MAX_OFFSET)
+    return limit_of(req), int_param(req, "offset", 0, 0, MAX_OFFSET)
 
 
 PAGE_PARAMS = LIST_PARAMS[:2]

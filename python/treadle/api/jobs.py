@@ -13,6 +13,7 @@ import msgspec
 from treadle.api import scopes
 from treadle.api.common import (
     CURSOR_PARAMS,
+    SINGLE_LINE,
     TIME_PARAMS,
     actor,
     limit_of,
@@ -34,8 +35,8 @@ LeaseSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
 LeaseToken = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 Labels = Annotated[
     dict[
-        Annotated[str, msgspec.Meta(min_length=1, max_length=64)],
-        Annotated[str, msgspec.Meta(max_length=256)],
+        Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=SINGLE_LINE)],
+        Annotated[str, msgspec.Meta(max_length=256, pattern=SINGLE_LINE)],
     ],
     msgspec.Meta(max_length=50),
 ]

@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from treadle.api import scopes
-from treadle.api.common import PAGE_PARAMS, Email, actor, page_of, path_id
+from treadle.api.common import PAGE_PARAMS, SINGLE_LINE, Email, Name, actor, page_of, path_id
 from treadle.api.invitations import Invitation
 from treadle.api.teams import Team
 from treadle.web.envelope import Page
@@ -17,7 +17,6 @@ from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Route
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
 OrgRole = Literal["owner", "admin", "member", "viewer"]
 
@@ -57,7 +56,7 @@ class MemberPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Branding(msgspec.Struct, forbid_unknown_fields=True):
-    display_name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    display_name: Annotated[str, msgspec.Meta(max_length=200, pattern=SINGLE_LINE)] | None = None
     logo_url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https://")] | None = None
     primary_color: Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
 

@@ -9,12 +9,12 @@ from uuid import UUID
 import msgspec
 
 from treadle.api import scopes
-from treadle.api.common import PAGE_PARAMS, actor, page_of, path_id
+from treadle.api.common import PAGE_PARAMS, Name, actor, page_of, path_id
 from treadle.web.envelope import Page
 from treadle.web.request import Request
 from treadle.web.routing import Route
 
-TeamName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+TeamName = Name
 Description = Annotated[str, msgspec.Meta(max_length=2000)]
 TeamRole = Literal["admin", "member", "viewer"]
 

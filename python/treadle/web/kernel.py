@@ -12,7 +12,7 @@ from treadle._core import request_id
 from treadle.settings import Settings
 from treadle.web import envelope
 from treadle.web.access_log import AccessLog
-from treadle.web.bodies import decode
+from treadle.web.bodies import Limits, decode
 from treadle.web.errors import ApiError
 from treadle.web.metrics import Metrics
 from treadle.web.request import Request
@@ -62,6 +62,7 @@ class Kernel:
         # Called when the server stops accepting, before it waits for requests in flight.
         self.on_stopping: list[Callable[[], None]] = []
         self.access_log = AccessLog() if settings.access_log else None
+        self.body_limits = Limits(settings.max_body_depth, settings.max_body_nodes)
 
     async def startup(self) -> None:
         for hook in self.on_startup:
@@ -89,6 +90,9 @@ class Kernel:
                     raise ApiError.method_not_allowed(req.method, found)
                 raise ApiError.not_found(f"no route for {req.method} {req.path}")
             route, req.params = found
+            for name, param in req.params.items():
+                if "\x00" in param:
+                    raise ApiError.validation("the path may not contain NUL (%00)", f"path.{name}")
             route_name = route.path
             req.route = route
             req.app = self.app
@@ -126,6 +130,7 @@ class Kernel:
                 route.body,
                 req.headers.get("content-type"),
                 req.headers.get("content-encoding"),
+                self.body_limits,
             )
         if route.permission is not None:
             await self.authorize(req, route)  # type: ignore[misc]
