@@ -172,9 +172,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return _run_granian(ready)
 
 
-DEFAULT_CONNECTIONS_PER_WORKER = 4096
-
-
 def _raise_fd_limit() -> None:
     import resource
 
@@ -207,7 +204,7 @@ def _run_granian(settings: Settings) -> int:
         # Granian's backpressure is a per-worker semaphore taken for each accepted
         # connection (idle ones included), not per request: with backlog / workers it is
         # 512, so ~1,024 silent sockets on two workers stopped all accepting.
-        backpressure=settings.backpressure or DEFAULT_CONNECTIONS_PER_WORKER,
+        backpressure=settings.connections_per_worker,
         # hyper's header read timeout also bounds a keep-alive connection waiting for its
         # next request; it does not start before a new connection's first byte, so silent
         # ones are bounded only by the connection slots above.

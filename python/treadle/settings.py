@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "TREADLE_"
+DEFAULT_CONNECTIONS_PER_WORKER = 4096
 # Keys published in this repository (docker/compose.yaml): anyone could sign with them.
 PLACEHOLDER_SECRET_KEYS = frozenset({"change-me-to-64-hex-chars"})
 MIN_SECRET_KEY_BYTES = 32
@@ -94,6 +95,9 @@ class Settings:
     # across processes in Redis
     event_streams_per_principal: int = 20
     event_streams_per_organization: int = 1000
+    # Open streams one process serves; 0: half its connection budget, so that streams never
+    # take the slots API requests need.
+    event_streams_per_process: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -155,6 +159,11 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def connections_per_worker(self) -> int:
+        """Granian's per-worker connection budget (``backpressure``; 0: 4,096)."""
+        return self.backpressure or DEFAULT_CONNECTIONS_PER_WORKER
 
     @property
     def data_path(self) -> Path:

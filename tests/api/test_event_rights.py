@@ -213,3 +213,31 @@ def test_the_organization_cap_counts_streams_of_every_process(
         assert "organization" in refused.json()["error"]["message"]
     finally:
         capped.stop()
+
+
+def test_streams_take_at_most_their_share_of_a_process_and_requests_still_get_in(
+    server_env: dict[str, str], tmp_path
+) -> None:
+    """Streams hold connection slots while open: past the process's stream budget they get
+    429, and the API keeps answering on the slots left (issue 8, item 19)."""
+    env = {**server_env, "TREADLE_PORT": str(free_port())}
+    env["TREADLE_EVENT_STREAMS_PER_PROCESS"] = "2"
+    capped = start_server("granian", env, tmp_path / "server.log")
+    try:
+        with capped.client() as client:
+            owners = [signup(client) for _ in range(3)]
+            orgs = [create_org(client, owner)["id"] for owner in owners]
+        with (
+            open_stream(capped, bearer(owners[0]), {"organization_id": orgs[0]}),
+            open_stream(capped, bearer(owners[1]), {"organization_id": orgs[1]}),
+            capped.client() as client,
+        ):
+            refused = client.get(
+                "/v1/events/stream", params={"organization_id": orgs[2]}, headers=bearer(owners[2])
+            )
+            assert refused.status_code == 429, refused.text
+            assert error_code(refused) == "too_many_streams"
+            assert "process" in refused.json()["error"]["message"]
+            assert client.get("/v1/me", headers=bearer(owners[2])).status_code == 200
+    finally:
+        capped.stop()

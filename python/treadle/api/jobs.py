@@ -13,6 +13,7 @@ import msgspec
 from treadle.api import scopes
 from treadle.api.common import (
     CURSOR_PARAMS,
+    NO_NUL,
     SINGLE_LINE,
     TIME_PARAMS,
     actor,
@@ -84,7 +85,7 @@ class Completion(msgspec.Struct, forbid_unknown_fields=True):
 class Failure(msgspec.Struct, forbid_unknown_fields=True):
     lease_token: LeaseToken
     error_code: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.]{0,63}$")]
-    error_message: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+    error_message: Annotated[str, msgspec.Meta(max_length=4000, pattern=NO_NUL)] = ""
     # False: the failure will not go away by retrying, so the job is dead at once.
     retryable: bool = True
 

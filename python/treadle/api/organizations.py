@@ -32,7 +32,8 @@ class OrganizationPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class NewMember(msgspec.Struct, forbid_unknown_fields=True):
-    role: OrgRole
+    # Nobody joins as owner: they join, then an owner promotes them.
+    role: Literal["admin", "member", "viewer"]
     user_id: UUID | None = None
     email: Email | None = None
 

@@ -9,13 +9,13 @@ from uuid import UUID
 import msgspec
 
 from treadle.api import scopes
-from treadle.api.common import PAGE_PARAMS, Name, actor, page_of, path_id
+from treadle.api.common import NO_NUL, PAGE_PARAMS, Name, actor, page_of, path_id
 from treadle.web.envelope import Page
 from treadle.web.request import Request
 from treadle.web.routing import Route
 
 TeamName = Name
-Description = Annotated[str, msgspec.Meta(max_length=2000)]
+Description = Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL)]
 TeamRole = Literal["admin", "member", "viewer"]
 
 

@@ -363,6 +363,7 @@ class Events:
             settings.redis_prefix,
             settings.event_streams_per_principal,
             settings.event_streams_per_organization,
+            settings.event_streams_per_process or settings.connections_per_worker // 2,
         )
         self._streams: set[_Stream] = set()
         self._stopping = False
@@ -434,11 +435,12 @@ class Events:
         lease = await self.leases.acquire(principal, org_id)
         if isinstance(lease, Lease):
             return lease
-        cap = (
-            f"this caller already holds {self.settings.event_streams_per_principal}"
-            if lease == "principal"
-            else f"this organization already holds {self.settings.event_streams_per_organization}"
-        )
+        cap = {
+            "principal": f"this caller already holds {self.settings.event_streams_per_principal}",
+            "organization": "this organization already holds"
+            f" {self.settings.event_streams_per_organization}",
+            "process": f"this server process already serves {self.leases.per_process}",
+        }[lease]
         raise ApiError(
             429,
             "too_many_streams",

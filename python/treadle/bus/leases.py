@@ -73,8 +73,13 @@ class Lease:
 class Leases(Background):
     """This process's leases, renewed in one Redis call per ``RENEW_SECONDS``."""
 
-    def __init__(self, redis: Redis, prefix: str, per_principal: int, per_org: int) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, per_principal: int, per_org: int, per_process: int
+    ) -> None:
         self.redis = redis
+        # Streams hold connection slots for as long as they are open: this process lets them
+        # take at most this many, so that API requests always find slots of their own.
+        self.per_process = per_process
         self.prefix = f"{prefix}streams:"
         self.per_principal = per_principal
         self.per_org = per_org
@@ -87,7 +92,9 @@ class Leases(Background):
         return [f"{self.prefix}p:{lease.principal}", f"{self.prefix}o:{lease.organization}"]
 
     async def acquire(self, principal: str, organization: str) -> Lease | str:
-        """A lease, or which cap is reached (``"principal"`` or ``"organization"``)."""
+        """A lease, or which cap is reached (``principal``, ``organization``, ``process``)."""
+        if len(self._held) >= self.per_process:
+            return "process"
         lease = Lease(uuid.uuid4().hex, principal, organization)
         lease.taken_at = asyncio.get_running_loop().time()
         try:
