@@ -5,7 +5,6 @@ keep working (in-process) while Redis is down."""
 from __future__ import annotations
 
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from tests.support.api import (
     new_email,
     signup,
 )
+from tests.support.redis import OwnRedis
 from tests.support.servers import Server, free_port, start_server
 
 
@@ -180,40 +180,8 @@ def test_wrong_current_passwords_on_change_password_lock_the_account(
     assert login.status_code == 429
 
 
-class _Redis:
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.tmp = tmp
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--save", "", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            done = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
-            )
-            if done.stdout.strip() == "PONG":
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
 def test_rate_limits_fall_back_to_local_while_redis_is_down(dedicated, tmp_path: Path) -> None:
-    redis = _Redis(tmp_path)
+    redis = OwnRedis(tmp_path)
     redis.start()
     try:
         server = dedicated(redis_url=redis.url, rate_limit_mode="redis")

@@ -5,7 +5,6 @@ relay and feed carry on by themselves."""
 from __future__ import annotations
 
 import secrets
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,56 +12,11 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis
 
 from tests.support.api import bearer, create_org, signup
 from tests.support.events import open_stream
+from tests.support.redis import OwnRedis
 from tests.support.servers import Server, free_port, start_server
-
-
-class Valkey:
-    """A redis-server of the test's own, without persistence: a restart loses all."""
-
-    def __init__(self, tmp_path: Any) -> None:
-        self.port = free_port()
-        self.dir = tmp_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
 
 
 @pytest.fixture
@@ -80,14 +34,14 @@ def storage(database_url: str, server_env: dict[str, str]) -> Iterator[dict[str,
 
 
 @pytest.fixture
-def valkey(tmp_path) -> Iterator[Valkey]:
-    server = Valkey(tmp_path)
+def valkey(tmp_path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
     server.start()
     yield server
     server.stop()
 
 
-def _start(env: dict[str, str], valkey: Valkey, tmp_path) -> Server:
+def _start(env: dict[str, str], valkey: OwnRedis, tmp_path) -> Server:
     env = {**env, "TREADLE_PORT": str(free_port()), "TREADLE_REDIS_URL": valkey.url}
     return start_server("granian", env, tmp_path / f"server-{secrets.token_hex(3)}.log")
 
@@ -113,7 +67,7 @@ def _last_id(server: Server, owner: dict[str, Any], org_id: str) -> str:
 
 
 def test_a_resume_from_a_lost_stream_gets_a_gap_after_redis_and_treadle_restart(
-    storage: dict[str, str], valkey: Valkey, tmp_path
+    storage: dict[str, str], valkey: OwnRedis, tmp_path
 ) -> None:
     server = _start(storage, valkey, tmp_path)
     try:
@@ -141,7 +95,7 @@ def test_a_resume_from_a_lost_stream_gets_a_gap_after_redis_and_treadle_restart(
 
 
 def test_feed_and_relay_recover_when_redis_comes_back_empty_under_a_running_server(
-    storage: dict[str, str], valkey: Valkey, tmp_path
+    storage: dict[str, str], valkey: OwnRedis, tmp_path
 ) -> None:
     server = _start(storage, valkey, tmp_path)
     try:
