@@ -146,3 +146,11 @@ def test_integer_query_parameters_take_ascii_digits_only(
     owner = bearer(tenant["owner"])
     _refused(client.get("/v1/organizations", params={"limit": value}, headers=owner))
     _refused(client.get("/v1/organizations", params={"offset": value}, headers=owner))
+
+
+def test_a_trailing_line_break_is_not_one_line(client: httpx.Client, tenant: dict) -> None:
+    """Python's ``$`` also matches before a final newline: the patterns say ``(?!\\n)$``."""
+    owner = bearer(tenant["owner"])
+    _refused(client.post("/v1/organizations", json={"name": "Acme\n"}, headers=owner), "$.name")
+    email = {"email": "a@example.test\n", "password": "a long passphrase"}
+    _refused(client.post("/v1/auth/signup", json=email), "$.email")

@@ -15,7 +15,14 @@ from tests.support.servers import Server, free_port, start_server
 
 @pytest.fixture
 def narrow(server_env: dict[str, str], tmp_path) -> Iterator[Server]:
-    env = {**server_env, "TREADLE_PORT": str(free_port()), "TREADLE_BACKPRESSURE": "2"}
+    # Streams may take every slot here (by default they get half): what is tested is
+    # that Granian's budget holds them.
+    env = {
+        **server_env,
+        "TREADLE_PORT": str(free_port()),
+        "TREADLE_BACKPRESSURE": "2",
+        "TREADLE_EVENT_STREAMS_PER_PROCESS": "2",
+    }
     server = start_server("granian", env, tmp_path / "server.log")
     yield server
     server.stop()

@@ -10,27 +10,20 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from tests.support.api import bearer, create_org, signup
 from tests.support.events import open_stream
 from tests.support.redis import OwnRedis
 from tests.support.servers import Server, free_port, start_server
+from tests.support.storage import own_storage
 
 
 @pytest.fixture
 def storage(database_url: str, server_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """A database of its own: no other test server relays this outbox elsewhere."""
-    name = f"treadle_loss_{secrets.token_hex(4)}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield {
-        **server_env,
-        "TREADLE_DATABASE_URL": psycopg.conninfo.make_conninfo(database_url, dbname=name),
-    }
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_storage(database_url, server_env, "loss") as env:
+        yield env
 
 
 @pytest.fixture

@@ -17,23 +17,15 @@ from websockets.sync.client import connect
 from tests.support.api import bearer, create_org, signup
 from tests.support.events import open_stream, ws_url
 from tests.support.servers import Server, free_port, start_server
+from tests.support.storage import own_storage
 from treadle.bus.events import _XADD_ONCE, MARKER_SECONDS
 
 
 @pytest.fixture
 def storage(database_url: str, server_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """A database and key prefix of its own: no other server relays this outbox."""
-    name = f"treadle_events_{secrets.token_hex(4)}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    env = {
-        **server_env,
-        "TREADLE_DATABASE_URL": psycopg.conninfo.make_conninfo(database_url, dbname=name),
-        "TREADLE_REDIS_PREFIX": f"{server_env['TREADLE_REDIS_PREFIX']}{name}:",
-    }
-    yield env
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_storage(database_url, server_env, "events") as env:
+        yield env
 
 
 def _start(env: dict[str, str], tmp_path, kind: str = "granian", **extra: str) -> Server:

@@ -19,8 +19,8 @@ from treadle.web.routing import Param, Route
 
 KeyName = Name
 # An action the key may take ("jobs.read", "jobs:work") or "*" for all of them.
-Scope = Annotated[str, msgspec.Meta(pattern=r"^(\*|[a-z_]+([.:][a-z_]+)*)$", max_length=100)]
-PolicyName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
+Scope = Annotated[str, msgspec.Meta(pattern=r"^(\*|[a-z_]+([.:][a-z_]+)*)(?!\n)$", max_length=100)]
+PolicyName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}(?!\n)$")]
 
 
 class NewApiKey(msgspec.Struct, forbid_unknown_fields=True):

@@ -19,8 +19,10 @@ from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
-Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:*-]+$")]
-Subject = Annotated[str, msgspec.Meta(pattern=r"^(user|team|api_key):[A-Za-z0-9_-]{1,100}$")]
+Ident = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:*-]+(?!\n)$")
+]
+Subject = Annotated[str, msgspec.Meta(pattern=r"^(user|team|api_key):[A-Za-z0-9_-]{1,100}(?!\n)$")]
 MAX_BATCH = 1000
 
 

@@ -19,9 +19,9 @@ from treadle.web.routing import Param
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Names, titles and other one-line text: no control characters (CR/LF would let a value
 # forge mail headers or log lines; NUL cannot be stored).
-SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
+SINGLE_LINE = r"^[^\x00-\x1f\x7f]*(?!\n)$"
 # Any other text: every decoded body refuses NUL; the schema says so.
-NO_NUL = r"^[^\x00]*$"
+NO_NUL = r"^[^\x00]*(?!\n)$"
 
 Email = Annotated[
     str,
@@ -30,7 +30,7 @@ Email = Annotated[
         max_length=254,
         # Spelled out, not \s: what counts as whitespace differs between regex engines, and
         # the document's pattern must mean to clients what it means here.
-        pattern=r"^[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f]+\.[^@\x00-\x20\x7f]+$",
+        pattern=r"^[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f]+\.[^@\x00-\x20\x7f]+(?!\n)$",
         description="an email address",
     ),
 ]
@@ -101,7 +101,7 @@ def list_query(req: Request, sortable: set[str], default_sort: str) -> ListQuery
     )
 
 
-_INTEGER = re.compile(r"^-?[0-9]{1,19}$")
+_INTEGER = re.compile(r"^-?[0-9]{1,19}(?!\n)$")
 
 
 def int_param(req: Request, name: str, default: int, low: int, high: int) -> int:
@@ -155,7 +155,7 @@ def page_of(req: Request) -> tuple[int, int]:
 
 PAGE_PARAMS = LIST_PARAMS[:2]
 # Empty is the first page, as absent is.
-_CURSOR = re.compile(r"^([0-9]{1,18})?$")
+_CURSOR = re.compile(r"^([0-9]{1,18})?(?!\n)$")
 CURSOR_PARAMS = (
     LIST_PARAMS[0],
     Param(

@@ -29,11 +29,12 @@ from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
-TypeName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-Metric = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
+TypeName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}(?!\n)$")]
+Metric = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}(?!\n)$")]
 LeaseSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
 # What the claim handed this attempt; heartbeat, complete and fail present it.
-LeaseToken = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+ARTIFACT_URL = r"^(https?|s3|gs)://[^\s]+(?!\n)$"
+LeaseToken = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}(?!\n)$")]
 Labels = Annotated[
     dict[
         Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=SINGLE_LINE)],
@@ -77,14 +78,12 @@ class Completion(msgspec.Struct, forbid_unknown_fields=True):
     lease_token: LeaseToken
     result: Any = None
     usage: Annotated[list[UsageItem], msgspec.Meta(max_length=100)] = []
-    artifact_url: (
-        Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^(https?|s3|gs)://[^\s]+$")] | None
-    ) = None
+    artifact_url: Annotated[str, msgspec.Meta(max_length=2048, pattern=ARTIFACT_URL)] | None = None
 
 
 class Failure(msgspec.Struct, forbid_unknown_fields=True):
     lease_token: LeaseToken
-    error_code: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.]{0,63}$")]
+    error_code: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.]{0,63}(?!\n)$")]
     error_message: Annotated[str, msgspec.Meta(max_length=4000, pattern=NO_NUL)] = ""
     # False: the failure will not go away by retrying, so the job is dead at once.
     retryable: bool = True
@@ -224,7 +223,7 @@ def _cursor_of(job: dict[str, Any]) -> str:
 
 # What _cursor_of writes: microseconds since the epoch, a dot, the id in hex.
 # Empty is the first page, as absent is.
-_CURSOR = re.compile(r"^([0-9]{1,17}\.[0-9a-f]{32})?$")
+_CURSOR = re.compile(r"^([0-9]{1,17}\.[0-9a-f]{32})?(?!\n)$")
 
 
 def _cursor(raw: str | None) -> tuple[datetime, UUID] | None:

@@ -17,7 +17,7 @@ from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Route
 
-Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?!\n)$")]
 OrgRole = Literal["owner", "admin", "member", "viewer"]
 
 
@@ -59,14 +59,14 @@ class MemberPatch(msgspec.Struct, forbid_unknown_fields=True):
 class Branding(msgspec.Struct, forbid_unknown_fields=True):
     display_name: Annotated[str, msgspec.Meta(max_length=200, pattern=SINGLE_LINE)] | None = None
     logo_url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https://")] | None = None
-    primary_color: Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
+    primary_color: Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}(?!\n)$")] | None = None
 
 
 class RateLimitPolicy(msgspec.Struct, forbid_unknown_fields=True):
     """``limit`` requests per ``period_seconds``; API keys name one in their settings, and
     the one named ``organization`` bounds the whole organization."""
 
-    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}$")]
+    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,64}(?!\n)$")]
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
     period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)]
 
@@ -83,10 +83,10 @@ class JobType(msgspec.Struct, forbid_unknown_fields=True):
     per unit of its ``unit`` metric (estimated at submission from ``estimated_units``,
     charged at completion from the usage its worker reports)."""
 
-    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}(?!\n)$")]
     base_cost: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 0.0
     unit_cost: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 0.0
-    unit: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")] = "units"
+    unit: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}(?!\n)$")] = "units"
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=25)] = 3
     lease_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
 

@@ -95,8 +95,11 @@ def build(table: RouteTable, version: str) -> dict[str, Any]:
     resolved = dict(zip(types, schemas, strict=True))
     _mark_times(types, components)
     paths: dict[str, dict[str, Any]] = {}
+    shadowed = _shadowed(table)
     for route in table.routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, resolved)
+        key = (route.method, route.path)
+        op = _operation(route, resolved, 405 if key in shadowed else None)
+        paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {
@@ -162,7 +165,32 @@ def _set_format(schema: dict[str, Any]) -> None:
         _set_format(option)
 
 
-def _operation(route: Route, resolved: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+def _shadowed(table: RouteTable) -> set[tuple[str, str]]:
+    """Routes whose template also matches another route's literal path (``GET /v1/jobs/{id}``
+    and ``POST /v1/jobs/claim``): the router takes the literal path first, so that request
+    is a 405 for this route's method, not a lookup of an id."""
+    methods: dict[str, set[str]] = {}
+    for route in table.routes:
+        methods.setdefault(route.path, set()).add(route.method)
+    literal = [p.split("/") for p in methods if "{" not in p]
+    out: set[tuple[str, str]] = set()
+    for route in table.routes:
+        parts = route.path.split("/")
+        if "{" not in route.path:
+            continue
+        for other in literal:
+            if (
+                len(other) == len(parts)
+                and all(a == b or a.startswith("{") for a, b in zip(parts, other, strict=True))
+                and route.method not in methods["/".join(other)]
+            ):
+                out.add((route.method, route.path))
+    return out
+
+
+def _operation(
+    route: Route, resolved: dict[Any, dict[str, Any]], extra: int | None = None
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": route.summary,
         "tags": [route.tag],
@@ -223,7 +251,7 @@ def _operation(route: Route, resolved: dict[Any, dict[str, Any]]) -> dict[str, A
         data = resolved[route.response] if route.response is not None else {"type": "null"}
         ok = {"description": "OK", "content": {"application/json": {"schema": _envelope(data)}}}
     responses: dict[str, Any] = {str(route.status): ok}
-    for status in _error_statuses(route):
+    for status in sorted({*_error_statuses(route), *([extra] if extra else [])}):
         responses[str(status)] = {
             "description": _ERROR_CODES[status],
             "content": {"application/json": {"schema": _ERROR_ENVELOPE}},
