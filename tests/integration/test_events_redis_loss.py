@@ -59,19 +59,25 @@ def _last_id(server: Server, owner: dict[str, Any], org_id: str) -> str:
     return str(frames[-1]["id"])
 
 
+def _a_client_behind_one_event(server: Server) -> tuple[dict, str, str]:
+    """An owner, its organization, and the id of the last event it saw, with one event
+    after it relayed to Redis (and so lost with Redis's data)."""
+    with server.client() as client:
+        owner = signup(client)
+        org_id = create_org(client, owner)["id"]
+    _team(server, owner, org_id)
+    seen = _last_id(server, owner, org_id)
+    _team(server, owner, org_id)
+    _resume(server, owner, org_id, seen)
+    return owner, org_id, seen
+
+
 def test_a_resume_from_a_lost_stream_gets_a_gap_after_redis_and_treadle_restart(
     storage: dict[str, str], valkey: OwnRedis, tmp_path
 ) -> None:
     server = _start(storage, valkey, tmp_path)
     try:
-        with server.client() as client:
-            owner = signup(client)
-            org_id = create_org(client, owner)["id"]
-        _team(server, owner, org_id)
-        seen = _last_id(server, owner, org_id)
-        # An event after the client's last one: relayed, then lost with Redis's data.
-        _team(server, owner, org_id)
-        _resume(server, owner, org_id, seen)
+        owner, org_id, seen = _a_client_behind_one_event(server)
     finally:
         server.stop()
     valkey.stop()
@@ -92,14 +98,7 @@ def test_feed_and_relay_recover_when_redis_comes_back_empty_under_a_running_serv
 ) -> None:
     server = _start(storage, valkey, tmp_path)
     try:
-        with server.client() as client:
-            owner = signup(client)
-            org_id = create_org(client, owner)["id"]
-        _team(server, owner, org_id)
-        seen = _last_id(server, owner, org_id)
-        # An event after the client's last one: relayed, then lost with Redis's data.
-        _team(server, owner, org_id)
-        _resume(server, owner, org_id, seen)
+        owner, org_id, seen = _a_client_behind_one_event(server)
         valkey.stop()
         valkey.start()  # empty, the server keeps running
         _team(server, owner, org_id)

