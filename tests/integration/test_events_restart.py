@@ -18,7 +18,7 @@ from tests.support.api import bearer, create_org, signup
 from tests.support.events import open_stream, ws_url
 from tests.support.servers import Server, free_port, start_server
 from tests.support.storage import own_storage
-from treadle.bus.events import _XADD_ONCE, MARKER_SECONDS
+from treadle.bus.events import _XADD_BATCH
 
 
 @pytest.fixture
@@ -58,20 +58,20 @@ def test_an_event_committed_just_before_a_kill_is_delivered_once_after_restart(
     client = redis.Redis.from_url(storage["TREADLE_REDIS_URL"])
     outbox_id, org, topic, payload = pending[0]
     half_done = client.eval(
-        _XADD_ONCE,
+        _XADD_BATCH,
         3,
         f"{prefix}events",
-        f"{prefix}events:relayed:{outbox_id}",
+        f"{prefix}events:relayed",
         f"{prefix}events:origin",
         1000,
+        "0-0",
+        outbox_id,
         str(org),
         topic,
         "",
         "",
         bytes(payload),
-        MARKER_SECONDS,
-        "0-0",
-    ).decode()
+    )[0].decode()
 
     second = _start(storage, tmp_path)
     try:
@@ -82,6 +82,8 @@ def test_an_event_committed_just_before_a_kill_is_delivered_once_after_restart(
     assert [f["event"] for f in frames] == [row[2] for row in pending]
     assert frames[0]["id"] == half_done
     assert client.xlen(f"{prefix}events") == len(pending)
+    # Committed: the relayer's markers are gone, the one left by the dead relayer too.
+    assert client.hlen(f"{prefix}events:relayed") == 0
     with psycopg.connect(storage["TREADLE_DATABASE_URL"]) as conn:
         relayed = conn.execute("SELECT stream_id FROM event_outbox ORDER BY id").fetchall()
     assert [row[0] for row in relayed] == [f["id"] for f in frames]

@@ -32,9 +32,8 @@ log = logging.getLogger("treadle.events")
 
 # Taken with pg_try_advisory_xact_lock in the relay transaction: one relayer at a time.
 RELAY_LOCK = 0x7472_6564_0002
-RELAY_BATCH = 500
+RELAY_BATCH = 1000
 POLL_SECONDS = 1.0
-MARKER_SECONDS = 86400
 READ_COUNT = 1000
 BLOCK_MS = 5000
 MAX_BACKOFF = 5.0
@@ -51,44 +50,57 @@ LEGACY_ORIGIN = "0-0"
 RIGHTS_SECONDS = 0.5
 RIGHTS_TIMEOUT = 2.0
 
-# One XADD per outbox row, ever: a relayer that dies between the XADD and its commit
-# leaves the marker behind, and the next attempt gets the first stream id back.
+# One XADD per outbox row, ever, for a whole batch in one call: the marker hash (KEYS[2])
+# maps each outbox id relayed to its stream id. A relayer that dies between this call and
+# its commit leaves the markers behind, and the next attempt gets the same stream ids back;
+# once the commit records them in PostgreSQL, the markers are deleted.
 # The stream's origin (KEYS[3]) is the id up to which it knows nothing: whenever the
-# stream is created, the newest id PostgreSQL records as relayed (ARGV[8]; '0-0' on a
+# stream is created, the newest id PostgreSQL records as relayed (ARGV[2]; '0-0' on a
 # first start), so a stream Redis lost and started afresh never passes for the old one;
 # each entry carries it, so feeds notice the change. A stream from before origins
-# existed keeps all its history ('0-0').
-_XADD_ONCE = """
-local done = redis.call('GET', KEYS[2])
-if done then return done end
+# existed keeps all its history ('0-0'). ARGV[3..] holds six values per row: outbox id,
+# organization, topic, job, run, payload.
+_XADD_BATCH = """
 local origin = redis.call('GET', KEYS[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  origin = ARGV[8]
+  origin = ARGV[2]
   redis.call('SET', KEYS[3], origin)
 elseif not origin then
   origin = '0-0'
   redis.call('SET', KEYS[3], origin)
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-  'org', ARGV[2], 'topic', ARGV[3], 'job', ARGV[4], 'run', ARGV[5], 'payload', ARGV[6],
-  'origin', origin)
-redis.call('SET', KEYS[2], id, 'EX', ARGV[7])
-return id
+local ids = {}
+for i = 3, #ARGV, 6 do
+  local id = redis.call('HGET', KEYS[2], ARGV[i])
+  if not id then
+    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+      'org', ARGV[i + 1], 'topic', ARGV[i + 2], 'job', ARGV[i + 3], 'run', ARGV[i + 4],
+      'payload', ARGV[i + 5], 'origin', origin)
+    redis.call('HSET', KEYS[2], ARGV[i], id)
+  end
+  ids[#ids + 1] = id
+end
+return ids
 """
+# How many leftover markers (of relayers that died after committing) one sweep reads.
+SWEEP_COUNT = 1000
 
 
 class Relay(Background):
-    """Moves pending outbox rows to the stream when PostgreSQL notifies, or every second."""
+    """Moves pending outbox rows to the stream when PostgreSQL notifies, or every second:
+    a batch at a time, each one transaction, one script call and one statement."""
 
     def __init__(self, settings: Settings, db: Database, redis: Redis) -> None:
         self.url = settings.database_url
         self.db = db
         self.redis = redis
         self.stream = f"{settings.redis_prefix}events"
-        self.marker = f"{settings.redis_prefix}events:relayed:"
+        self.marker = f"{settings.redis_prefix}events:relayed"
         self.origin = f"{settings.redis_prefix}events:origin"
         self.maxlen = settings.event_stream_max
-        self.script = redis.register_script(_XADD_ONCE)
+        self.script = redis.register_script(_XADD_BATCH)
+        # Markers may be left behind by a relayer that died after its commit.
+        self._sweep = True
 
     async def run(self) -> None:
         backoff = 0.5
@@ -104,6 +116,7 @@ class Relay(Background):
                 # PostgreSQL away: rows stay in the outbox until it is back.
                 if not isinstance(exc, psycopg.Error | ApiError | OSError):
                     log.exception("event relay failed")
+                self._sweep = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
@@ -111,11 +124,14 @@ class Relay(Background):
         backoff = 0.5
         while True:
             try:
+                if self._sweep:
+                    await self.sweep_markers()
                 while await self.relay_pending() == RELAY_BATCH:
                     pass
                 backoff = 0.5
             except (RedisError, OSError):
                 # Redis away: the transaction rolled back, the rows wait for the next pass.
+                self._sweep = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
@@ -133,27 +149,43 @@ class Relay(Background):
             if not rows:
                 return 0
             origin = await outbox.last_relayed(conn) or LEGACY_ORIGIN
-            pipe = self.redis.pipeline(transaction=False)
+            args: list[Any] = [self.maxlen, origin]
             for row in rows:
-                await self.script(
-                    keys=[self.stream, f"{self.marker}{row['id']}", self.origin],
-                    args=[
-                        self.maxlen,
-                        str(row["organization_id"]),
-                        row["topic"],
-                        str(row["job_id"] or ""),
-                        str(row["run_id"] or ""),
-                        bytes(row["payload"]),
-                        MARKER_SECONDS,
-                        origin,
-                    ],
-                    client=pipe,
+                args += (
+                    row["id"],
+                    str(row["organization_id"]),
+                    row["topic"],
+                    str(row["job_id"] or ""),
+                    str(row["run_id"] or ""),
+                    bytes(row["payload"]),
                 )
-            stream_ids = await pipe.execute()
+            stream_ids = await self.script(keys=[self.stream, self.marker, self.origin], args=args)
             await outbox.mark_relayed(
-                conn, [(row["id"], sid.decode()) for row, sid in zip(rows, stream_ids, strict=True)]
+                conn,
+                [(row["id"], _text(sid)) for row, sid in zip(rows, stream_ids, strict=True)],
             )
+        try:
+            await self.redis.hdel(self.marker, *(row["id"] for row in rows))
+        except (RedisError, OSError):
+            self._sweep = True  # committed: the markers are only litter now
         return len(rows)
+
+    async def sweep_markers(self) -> int:
+        """Delete the markers of rows PostgreSQL records as relayed; how many."""
+        swept = 0
+        cursor = 0
+        while True:
+            cursor, found = await self.redis.hscan(self.marker, cursor, count=SWEEP_COUNT)
+            ids = [int(k) for k in found]
+            if ids:
+                async with self.db.connection() as conn:
+                    done = await outbox.relayed_among(conn, ids)
+                if done:
+                    swept += await self.redis.hdel(self.marker, *done)
+            if cursor == 0:
+                break
+        self._sweep = False
+        return swept
 
 
 class Feed(Background):

@@ -43,19 +43,33 @@ async def emit(
     run_id: UUID | None = None,
 ) -> None:
     """Record an event; call inside the transaction of the change it announces."""
-    # One round trip for both: the notification goes out when the transaction commits.
+    await emit_many(conn, [(org_id, topic, data, job_id, run_id)])
+
+
+Event = tuple[UUID, str, Any, UUID | None, UUID | None]
+
+
+async def emit_many(conn: Conn, items: list[Event]) -> None:
+    """Record events (organization, topic, data, job id, run id) with one statement,
+    whatever their number; call inside the transaction of the change they announce."""
+    if not items:
+        return
+    columns: list[list[Any]] = [[], [], [], [], []]
+    for org_id, topic, data, job_id, run_id in items:
+        columns[0].append(org_id)
+        columns[1].append(topic)
+        columns[2].append(job_id)
+        columns[3].append(run_id)
+        columns[4].append(payload(org_id, topic, data, job_id, run_id))
+    # One round trip for the rows and one notification, sent when the transaction commits.
+    # WITH ORDINALITY keeps the rows' ids in the order of ``items``.
     await conn.execute(
         "WITH added AS (INSERT INTO event_outbox (organization_id, topic, job_id, run_id,"
-        " payload) VALUES (%s, %s, %s, %s, %s) RETURNING id)"
-        " SELECT pg_notify(%s, '') FROM added",
-        (
-            org_id,
-            topic,
-            job_id,
-            run_id,
-            payload(org_id, topic, data, job_id, run_id),
-            NOTIFY_CHANNEL,
-        ),
+        " payload) SELECT o, t, j, r, p FROM unnest(%s::uuid[], %s::text[], %s::uuid[],"
+        " %s::uuid[], %s::bytea[]) WITH ORDINALITY AS e(o, t, j, r, p, n) ORDER BY n"
+        " RETURNING 1)"
+        " SELECT pg_notify(%s, '') WHERE EXISTS (SELECT 1 FROM added)",
+        (*columns, NOTIFY_CHANNEL),
     )
 
 
@@ -70,11 +84,23 @@ async def pending(conn: Conn, limit: int) -> list[Row]:
 
 
 async def mark_relayed(conn: Conn, relayed: list[tuple[int, str]]) -> None:
-    """Record the stream id each outbox row got."""
-    await conn.cursor().executemany(
-        "UPDATE event_outbox SET stream_id = %s, relayed_at = now() WHERE id = %s",
-        [(stream_id, outbox_id) for outbox_id, stream_id in relayed],
+    """Record the stream id each outbox row got, with one statement."""
+    await conn.execute(
+        "UPDATE event_outbox SET stream_id = r.stream_id, relayed_at = now()"
+        " FROM unnest(%s::bigint[], %s::text[]) AS r(id, stream_id)"
+        " WHERE event_outbox.id = r.id",
+        ([outbox_id for outbox_id, _ in relayed], [stream_id for _, stream_id in relayed]),
     )
+
+
+async def relayed_among(conn: Conn, ids: list[int]) -> list[int]:
+    """Which of ``ids`` PostgreSQL records as relayed, or no longer holds (pruned)."""
+    cur = await conn.execute(
+        "SELECT i AS id FROM unnest(%s::bigint[]) AS i WHERE NOT EXISTS"
+        " (SELECT 1 FROM event_outbox e WHERE e.id = i AND e.relayed_at IS NULL)",
+        (ids,),
+    )
+    return [row["id"] for row in await cur.fetchall()]
 
 
 async def last_relayed(conn: Conn) -> str | None:
