@@ -12,6 +12,7 @@ from treadle.services.api_keys import ApiKeys
 from treadle.services.authz import Authorizer
 from treadle.services.idempotency import Idempotency
 from treadle.services.invitations import Invitations
+from treadle.services.job_batches import JobBatches
 from treadle.services.jobs import Jobs, Reaper
 from treadle.services.mail import Mail
 from treadle.services.orgs import Organizations
@@ -49,6 +50,7 @@ class App:
         self.sweeper = Sweeper(self.db, settings)
         self.events = Events(settings, self.db, self.redis)
         self.jobs = Jobs(settings, self.db)
+        self.job_batches = JobBatches(self.jobs)
         self.reaper = Reaper(self.jobs, settings.job_reap_seconds)
         self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)

@@ -31,6 +31,9 @@ class Settings:
     # Every decoded body, whatever its format: how deep it may nest, how many values it holds.
     max_body_depth: int = 32
     max_body_nodes: int = 100_000
+    # Batch routes (POST /v1/jobs/batch, /complete, /fail, /heartbeat: up to 1,000 items).
+    max_batch_body_bytes: int = 16_777_216
+    max_batch_body_nodes: int = 1_000_000
     access_log: bool = True
     log_level: str = "info"
     db_pool_min: int = 2

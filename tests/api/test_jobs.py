@@ -23,9 +23,8 @@ from tests.support.api import (
     signup,
 )
 from tests.support.events import open_stream
+from tests.support.jobs import RENDER, claim, job_org, key_auth, lease, once, submit
 from tests.support.servers import Server
-
-RENDER = {"name": "render", "base_cost": 0.5, "unit_cost": 0.01, "unit": "frames"}
 
 
 @pytest.fixture
@@ -36,54 +35,7 @@ def client(server: Server) -> httpx.Client:
 
 @pytest.fixture
 def org(client: httpx.Client) -> dict[str, Any]:
-    """An organization with a priced job type, its owner, a submitting key and a worker key."""
-    owner = signup(client)
-    org = create_org(client, owner)
-    settings = {
-        "job_types": [
-            RENDER,
-            {"name": "quick", "max_attempts": 2},
-            {"name": "brief", "lease_seconds": 1, "max_attempts": 5},
-        ]
-    }
-    done = client.put(
-        f"/v1/organizations/{org['id']}/settings", json=settings, headers=bearer(owner)
-    )
-    assert done.status_code == 200, done.text
-    submitter = create_key(client, owner, org["id"], scopes=["jobs.submit", "jobs.read"])
-    worker = create_key(client, owner, org["id"], scopes=["jobs:work"])
-    return {
-        **org,
-        "owner": owner,
-        "submit": _key(submitter),
-        "work": _key(worker),
-    }
-
-
-def _key(issued: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issued['key']}"}
-
-
-def _once(headers: dict[str, str]) -> dict[str, str]:
-    return {**headers, "Idempotency-Key": str(uuid.uuid4())}
-
-
-def submit(client: httpx.Client, headers: dict[str, str], **body: Any) -> dict[str, Any]:
-    body.setdefault("type", "render")
-    response = client.post("/v1/jobs", json=body, headers=_once(headers))
-    assert response.status_code == 201, response.text
-    return dict(envelope(response)["data"])
-
-
-def claim(client: httpx.Client, headers: dict[str, str], **body: Any) -> list[dict[str, Any]]:
-    response = client.post("/v1/jobs/claim", json=body, headers=headers)
-    assert response.status_code == 200, response.text
-    return list(envelope(response)["data"])
-
-
-def lease(claimed: dict[str, Any]) -> dict[str, str]:
-    """The body field that proves a worker holds the attempt ``claimed`` was leased as."""
-    return {"lease_token": claimed["lease_token"]}
+    return job_org(client)
 
 
 def job_of(client: httpx.Client, headers: dict[str, str], job_id: str) -> dict[str, Any]:
@@ -141,7 +93,7 @@ def test_a_price_change_does_not_reprice_submitted_jobs(client: httpx.Client, or
 
 
 def test_unknown_type_and_bad_fields_are_400_with_the_path(client: httpx.Client, org: dict) -> None:
-    unknown = client.post("/v1/jobs", json={"type": "nope"}, headers=_once(org["submit"]))
+    unknown = client.post("/v1/jobs", json={"type": "nope"}, headers=once(org["submit"]))
     assert unknown.status_code == 400
     error = envelope(unknown)["error"]
     assert error["code"] == "validation_failed" and error["details"]["path"] == "$.type"
@@ -153,7 +105,7 @@ def test_unknown_type_and_bad_fields_are_400_with_the_path(client: httpx.Client,
         ({"type": "render", "surprise": 1}, "$"),
         ({"type": "render", "team_id": str(uuid.uuid4())}, "$.team_id"),
     ):
-        response = client.post("/v1/jobs", json=body, headers=_once(org["submit"]))
+        response = client.post("/v1/jobs", json=body, headers=once(org["submit"]))
         assert response.status_code == 400, body
         assert envelope(response)["error"]["details"]["path"].startswith(path), response.text
 
@@ -162,7 +114,7 @@ def test_a_user_names_the_organization_and_viewers_cannot_submit(
     client: httpx.Client, org: dict
 ) -> None:
     owner = org["owner"]
-    missing = client.post("/v1/jobs", json={"type": "render"}, headers=_once(bearer(owner)))
+    missing = client.post("/v1/jobs", json={"type": "render"}, headers=once(bearer(owner)))
     assert missing.status_code == 400
     assert envelope(missing)["error"]["details"]["path"] == "$.organization_id"
     job = submit(client, bearer(owner), organization_id=org["id"])
@@ -172,14 +124,14 @@ def test_a_user_names_the_organization_and_viewers_cannot_submit(
     refused = client.post(
         "/v1/jobs",
         json={"type": "render", "organization_id": org["id"]},
-        headers=_once(bearer(viewer)),
+        headers=once(bearer(viewer)),
     )
     assert refused.status_code == 403
     assert job_of(client, bearer(viewer), job["id"])["id"] == job["id"]
 
 
 def test_a_retry_with_the_same_key_returns_the_same_job(client: httpx.Client, org: dict) -> None:
-    headers = _once(org["submit"])
+    headers = once(org["submit"])
     first = client.post("/v1/jobs", json={"type": "render"}, headers=headers)
     again = client.post("/v1/jobs", json={"type": "render"}, headers=headers)
     assert first.status_code == again.status_code == 201
@@ -432,7 +384,7 @@ def test_a_stale_worker_whose_job_was_claimed_again_changes_nothing(
 
 def test_cancel_and_retry(client: httpx.Client, org: dict) -> None:
     drain(client, org["work"])
-    manage = _key(create_key(client, org["owner"], org["id"], scopes=["jobs.manage"]))
+    manage = key_auth(create_key(client, org["owner"], org["id"], scopes=["jobs.manage"]))
     queued, running = submit(client, org["submit"]), submit(client, org["submit"])
     (leased,) = claim(client, org["work"], limit=1)
     running_now = job_of(client, org["submit"], running["id"])
@@ -465,12 +417,12 @@ def test_worker_routes_need_the_work_scope_and_the_lease(client: httpx.Client, o
     assert refused.status_code == 403
     drain(client, org["work"])
     job = submit(client, org["submit"])
-    other = _key(create_key(client, org["owner"], org["id"], scopes=["jobs:work"]))
+    other = key_auth(create_key(client, org["owner"], org["id"], scopes=["jobs:work"]))
     (claimed,) = claim(client, org["work"])
     stolen = client.post(f"/v1/jobs/{job['id']}/complete", json=lease(claimed), headers=other)
     assert stolen.status_code == 409 and error_code(stolen) == "lease_lost"
     assert "another worker" in envelope(stolen)["error"]["message"]
-    for body in ({"limit": 0}, {"limit": 101}, {"types": []}, {"lease_seconds": 0}):
+    for body in ({"limit": 0}, {"limit": 1001}, {"types": []}, {"lease_seconds": 0}):
         bad = client.post("/v1/jobs/claim", json=body, headers=org["work"])
         assert bad.status_code == 400, body
     bad_url = client.post(
@@ -498,7 +450,7 @@ def test_another_organizations_jobs_do_not_exist(client: httpx.Client, org: dict
     job = submit(client, org["submit"])
     stranger = signup(client)
     theirs = create_org(client, stranger, "Other")
-    their_worker = _key(create_key(client, stranger, theirs["id"], scopes=["*"]))
+    their_worker = key_auth(create_key(client, stranger, theirs["id"], scopes=["*"]))
     for method, suffix in (
         ("GET", ""),
         ("GET", "/usage"),
@@ -522,7 +474,7 @@ def test_another_organizations_jobs_do_not_exist(client: httpx.Client, org: dict
     into = client.post(
         "/v1/jobs",
         json={"type": "render", "organization_id": org["id"]},
-        headers=_once(their_worker),
+        headers=once(their_worker),
     )
     assert into.status_code == 404
 
@@ -543,15 +495,17 @@ def test_a_backlog_in_one_organization_does_not_starve_another(
 ) -> None:
     busy_owner, quiet_owner = signup(client), signup(client)
     busy, quiet = create_org(client, busy_owner, "Busy"), create_org(client, quiet_owner, "Quiet")
-    busy_key = _key(create_key(client, busy_owner, busy["id"], scopes=["jobs.submit"]))
-    quiet_key = _key(create_key(client, quiet_owner, quiet["id"], scopes=["jobs.submit"]))
+    busy_key = key_auth(create_key(client, busy_owner, busy["id"], scopes=["jobs.submit"]))
+    quiet_key = key_auth(create_key(client, quiet_owner, quiet["id"], scopes=["jobs.submit"]))
     pool_org = create_org(client, admin, "Worker pool")
-    pool = _key(create_key(client, admin, pool_org["id"], scopes=["jobs:work", "jobs:work:any"]))
+    pool = key_auth(
+        create_key(client, admin, pool_org["id"], scopes=["jobs:work", "jobs:work:any"])
+    )
     drain(client, pool)
 
     def post(i: int) -> int:
         body = {"type": "default", "input": {"i": i}}
-        return client.post("/v1/jobs", json=body, headers=_once(busy_key)).status_code
+        return client.post("/v1/jobs", json=body, headers=once(busy_key)).status_code
 
     # httpx clients are thread-safe: one shared pool of connections, not one client each.
     with concurrent.futures.ThreadPoolExecutor(8) as workers:

@@ -14,6 +14,7 @@ def routes() -> list[Route]:
         authz,
         events,
         invitations,
+        job_batches,
         jobs,
         me,
         meta,
@@ -34,6 +35,7 @@ def routes() -> list[Route]:
         *authz.ROUTES,
         *audit.ROUTES,
         *jobs.ROUTES,
+        *job_batches.ROUTES,
         *usage.ROUTES,
         *events.ROUTES,
     ]

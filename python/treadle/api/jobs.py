@@ -44,11 +44,11 @@ Labels = Annotated[
 ]
 
 
-class NewJob(msgspec.Struct, forbid_unknown_fields=True):
+class BatchJob(msgspec.Struct, forbid_unknown_fields=True):
+    """A job of a batch (``POST /v1/jobs/batch``: the organization is the batch's)."""
+
     type: TypeName
     input: dict[str, Any] = {}
-    # Required for a signed-in user; an API key submits to its own organization.
-    organization_id: UUID | None = None
     team_id: UUID | None = None
     priority: Annotated[int, msgspec.Meta(ge=-100, le=100)] = 0
     # How much of the type's priced unit the job is expected to use: the estimate's base.
@@ -58,8 +58,13 @@ class NewJob(msgspec.Struct, forbid_unknown_fields=True):
     labels: Labels = {}
 
 
+class NewJob(BatchJob, forbid_unknown_fields=True):
+    # Required for a signed-in user; an API key submits to its own organization.
+    organization_id: UUID | None = None
+
+
 class Claim(msgspec.Struct, forbid_unknown_fields=True):
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     types: Annotated[list[TypeName], msgspec.Meta(min_length=1, max_length=50)] | None = None
     lease_seconds: LeaseSeconds | None = None
 

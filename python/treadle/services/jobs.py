@@ -22,7 +22,7 @@ from treadle.background import Background
 from treadle.encoding import encodable
 from treadle.services import audit
 from treadle.services.idempotency import check_same
-from treadle.services.principal import Actor
+from treadle.services.principal import Actor, Principal
 from treadle.settings import Settings
 from treadle.store import events
 from treadle.store import jobs as job_store
@@ -62,6 +62,11 @@ def public_job(row: Row) -> Row:
 def _summary(row: Row) -> Row:
     """What a job event carries: the job without its input and result, which may be large."""
     return {k: v for k, v in public_job(row).items() if k not in ("input", "result")}
+
+
+def job_event(row: Row, topic: str) -> events.Event:
+    """The outbox event announcing ``topic`` for the job ``row``."""
+    return (row["organization_id"], topic, _summary(row), row["id"], None)
 
 
 def job_type(settings: Row, name: str) -> Row:
@@ -109,20 +114,10 @@ class Jobs:
                     raise ApiError.validation(
                         f"no team {fields['team_id']} in this organization", "$.team_id"
                     )
-            pricing = {k: kind[k] for k in ("base_cost", "unit_cost", "unit")}
-            units = Decimal(str(fields["estimated_units"]))
             row = await job_store.insert(
                 conn,
                 {
-                    **fields,
-                    "id": uuid.uuid4(),
-                    "organization_id": org_id,
-                    "pricing": pricing,
-                    "cost_estimate": _price(pricing, units),
-                    "max_attempts": fields["max_attempts"] or kind["max_attempts"],
-                    "lease_seconds": fields["lease_seconds"] or kind["lease_seconds"],
-                    "submitted_by": principal.subject,
-                    "api_key_id": principal.id if principal.kind == "api_key" else None,
+                    **new_job(org_id, kind, fields, principal),
                     "idempotency_key": key,
                     "fingerprint": fingerprint,
                 },
@@ -226,14 +221,15 @@ class Jobs:
             rows = await job_store.claim(
                 conn, worker, limit, org_id, types, lease_seconds, list(tokens)
             )
-            claimed = []
+            claimed, running = [], []
             for row in rows:
                 job = public_job(row)
                 if not encodable(job):
                     await self._bury_unreturnable(conn, row)
                     continue
-                await self._event(conn, row, "job.running")
+                running.append(row)
                 claimed.append({**job, "lease_token": tokens[row["lease_token_hash"]]})
+            await events.emit_many(conn, [job_event(row, "job.running") for row in running])
         return claimed
 
     async def _bury_unreturnable(self, conn: Conn, row: Row) -> None:
@@ -275,7 +271,7 @@ class Jobs:
         """Done: the result stored, the usage metered and the job's cost settled."""
         async with self.db.transaction() as conn:
             job = await self._leased(conn, worker, job_id, token)
-            records = _usage_records(job, usage)
+            records = usage_records(job, usage)
             after = await job_store.update(
                 conn,
                 job_id,
@@ -330,10 +326,13 @@ class Jobs:
         """Requeue (or bury) jobs whose worker stopped heartbeating; how many."""
         async with self.db.transaction() as conn:
             rows = await job_store.reap(conn, REAP_BATCH)
-            for row in rows:
-                await self._event(
-                    conn, row, "job.dead" if row["status"] == "dead" else "job.requeued"
-                )
+            await events.emit_many(
+                conn,
+                [
+                    job_event(row, "job.dead" if row["status"] == "dead" else "job.requeued")
+                    for row in rows
+                ],
+            )
         return len(rows)
 
     # -- shared --------------------------------------------------------------------------
@@ -349,12 +348,20 @@ class Jobs:
 
     async def _leased(self, conn: Conn, worker: str, job_id: UUID, token: str) -> Row:
         """The job, locked, if ``worker`` holds its live lease with ``token``; 409
-        ``lease_lost`` saying why not otherwise. Each claim hands its attempt a new token,
-        so a worker whose lease ran out cannot act on the attempt that replaced it, even
-        when that attempt was claimed with the same API key."""
+        ``lease_lost`` saying why not otherwise."""
         job = await self._locked(conn, job_id)
+        problem = self.lease_problem(job, worker, token)
+        if problem is not None:
+            raise problem
+        return job
+
+    def lease_problem(self, job: Row, worker: str, token: str) -> ApiError | None:
+        """Why ``worker`` presenting ``token`` does not hold the live lease on ``job``
+        (None: it does). Each claim hands its attempt a new token, so a worker whose lease
+        ran out cannot act on the attempt that replaced it, even when that attempt was
+        claimed with the same API key."""
         if job["status"] != "running":
-            raise _lease_lost(
+            return _lease_lost(
                 f"this job is {job['status']}, not running: your lease is gone"
                 + (
                     " (the worker missed its heartbeat)"
@@ -364,18 +371,18 @@ class Jobs:
                 job,
             )
         if job["lease_owner"] != worker:
-            raise _lease_lost("another worker holds this job's lease", job)
+            return _lease_lost("another worker holds this job's lease", job)
         stored = job["lease_token_hash"] or ""
         if not constant_time_eq(self._hash(token).encode(), stored.encode()):
-            raise _lease_lost(
+            return _lease_lost(
                 "this lease_token is not the live attempt's: your lease ran out and the job"
                 " was claimed again (or the token is wrong); drop this attempt",
                 job,
             )
-        return job
+        return None
 
     async def _event(self, conn: Conn, row: Row, topic: str) -> None:
-        await events.emit(conn, row["organization_id"], topic, _summary(row), job_id=row["id"])
+        await events.emit_many(conn, [job_event(row, topic)])
 
     async def _audit(self, conn: Conn, actor: Actor, before: Row, after: Row, action: str) -> None:
         await audit.record(
@@ -396,11 +403,28 @@ def _lease_lost(message: str, job: Row) -> ApiError:
     return ApiError(409, LEASE_LOST, message, {"status": job["status"]})
 
 
+def new_job(org_id: UUID, kind: Row, fields: Row, principal: Principal) -> Row:
+    """The row of a job submitted with ``fields`` as one of type ``kind``."""
+    pricing = {k: kind[k] for k in ("base_cost", "unit_cost", "unit")}
+    units = Decimal(str(fields["estimated_units"]))
+    return {
+        **fields,
+        "id": uuid.uuid4(),
+        "organization_id": org_id,
+        "pricing": pricing,
+        "cost_estimate": _price(pricing, units),
+        "max_attempts": fields["max_attempts"] or kind["max_attempts"],
+        "lease_seconds": fields["lease_seconds"] or kind["lease_seconds"],
+        "submitted_by": principal.subject,
+        "api_key_id": principal.id if principal.kind == "api_key" else None,
+    }
+
+
 def _price(pricing: Row, units: Decimal) -> Decimal:
     return Decimal(str(pricing["base_cost"])) + Decimal(str(pricing["unit_cost"])) * units
 
 
-def _usage_records(job: Row, usage: list[Row]) -> list[Row]:
+def usage_records(job: Row, usage: list[Row]) -> list[Row]:
     """The job's base price as one ``jobs`` record, then each metric the worker reported;
     only the type's priced unit costs anything beyond the base."""
     pricing = job["pricing"]

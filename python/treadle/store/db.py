@@ -108,9 +108,16 @@ def defer(callback: Callable[[], object]) -> None:
 
 
 class Database:
-    def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        min_size: int = 2,
+        max_size: int = 10,
+        connection_class: type[Conn] = psycopg.AsyncConnection,
+    ) -> None:
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
+            connection_class=connection_class,
             min_size=min_size,
             max_size=max_size,
             kwargs={"row_factory": dict_row, "autocommit": True},

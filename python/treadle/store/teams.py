@@ -116,3 +116,12 @@ async def remove_member(conn: Conn, team_id: UUID, user_id: UUID) -> bool:
         "DELETE FROM team_members WHERE team_id = %s AND user_id = %s", (team_id, user_id)
     )
     return cur.rowcount > 0
+
+
+async def ids_in_org(conn: Conn, org_id: UUID, team_ids: list[UUID]) -> set[UUID]:
+    """Which of ``team_ids`` are teams of ``org_id``."""
+    cur = await conn.execute(
+        "SELECT id FROM teams WHERE organization_id = %s AND id = ANY(%s::uuid[])",
+        (org_id, team_ids),
+    )
+    return {row["id"] for row in await cur.fetchall()}

@@ -102,17 +102,23 @@ def decode(
         raise ApiError.bad_request(f"malformed {label} body: {exc}") from None
     except RecursionError:
         raise _too_deep(label, limits) from None
-    tree = _bounded(tree, label, limits)
+    return convert(_bounded(tree, label, limits), kind)
+
+
+def convert(tree: Any, kind: type, at: str = "$") -> Any:
+    """``tree`` (a decoded body, or the part of one found at ``at``) as ``kind``; a 400
+    naming the field that does not fit otherwise."""
     try:
         return msgspec.convert(tree, kind)
     except msgspec.ValidationError as exc:
-        raise _validation(exc) from None
+        raise _validation(exc, at) from None
 
 
-def _validation(exc: msgspec.ValidationError) -> ApiError:
+def _validation(exc: msgspec.ValidationError, at: str = "$") -> ApiError:
     message = str(exc)
     match = _AT_PATH.search(message)
-    return ApiError.validation(_AT_PATH.sub("", message), match.group(1) if match else "$")
+    path = match.group(1) if match else "$"
+    return ApiError.validation(_AT_PATH.sub("", message), at + path[1:])
 
 
 def _too_deep(label: str, limits: Limits) -> ApiError:

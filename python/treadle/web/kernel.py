@@ -63,6 +63,7 @@ class Kernel:
         self.on_stopping: list[Callable[[], None]] = []
         self.access_log = AccessLog() if settings.access_log else None
         self.body_limits = Limits(settings.max_body_depth, settings.max_body_nodes)
+        self.batch_limits = Limits(settings.max_body_depth, settings.max_batch_body_nodes)
 
     async def startup(self) -> None:
         for hook in self.on_startup:
@@ -124,13 +125,16 @@ class Kernel:
             # With no principal, the admitter charges the client address instead.
             req.response_headers = await self.admit(req, route)
         if route.body is not None:
-            raw = await req.body(self.settings.max_body_bytes)
+            settings = self.settings
+            raw = await req.body(
+                settings.max_batch_body_bytes if route.batch else settings.max_body_bytes
+            )
             req.data = decode(
                 raw,
                 route.body,
                 req.headers.get("content-type"),
                 req.headers.get("content-encoding"),
-                self.body_limits,
+                self.batch_limits if route.batch else self.body_limits,
             )
         if route.permission is not None:
             await self.authorize(req, route)  # type: ignore[misc]

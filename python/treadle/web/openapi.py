@@ -88,7 +88,11 @@ def _envelope(data: Any) -> dict[str, Any]:
 
 
 def build(table: RouteTable, version: str) -> dict[str, Any]:
-    types = list(dict.fromkeys(t for r in table.routes for t in (r.body, r.response) if t))
+    types = list(
+        dict.fromkeys(
+            t for r in table.routes for t in (r.documented_body or r.body, r.response) if t
+        )
+    )
     schemas, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
     )
@@ -236,7 +240,7 @@ def _operation(
     if route.auth != "none":
         op["security"] = [{"bearer": []}]
     if route.body is not None:
-        schema = resolved[route.body]
+        schema = resolved[route.documented_body or route.body]
         op["requestBody"] = {
             "required": True,
             "content": {

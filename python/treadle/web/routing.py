@@ -60,6 +60,11 @@ class Route:
     errors: tuple[int, ...] = ()
     # False for routes that touch neither PostgreSQL nor Redis, so never answer 503.
     storage: bool = True
+    # A batch route's body may be larger (settings max_batch_body_bytes and _nodes).
+    batch: bool = False
+    # The body as the OpenAPI document shows it, when the handler decodes parts of ``body``
+    # itself (batch items, each refused on its own).
+    documented_body: type | None = None
 
     @property
     def idempotent(self) -> Idempotency:
