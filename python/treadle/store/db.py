@@ -18,13 +18,26 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
+from treadle import encoding
 from treadle.web.errors import ApiError
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
+
+
+def _json_dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=encoding.default)
+
+
+# jsonb parameters (job inputs, results, batches of them) written with orjson rather than
+# the standard library's json, several times faster. Reading stays with json.loads: it takes
+# the integers beyond 64 bits that rows stored before inputs were bounded may hold.
+set_json_dumps(_json_dumps)
 Callback = Callable[[], Awaitable[Any] | Any]
 
 
