@@ -118,6 +118,8 @@ def _body(route, t: dict) -> dict | None:
         "NewInvitation": {"organization_id": org_b, "email": "thief@example.test"},
         "NewJob": {"organization_id": org_b, "type": "default"},
         "Claim": {},
+        "JobBatch": {"organization_id": org_b, "jobs": [{"type": "default"}]},
+        "Items": {"items": [{"id": t.get("job_b", org_b), "lease_token": "stolen"}]},
         "Heartbeat": {"lease_token": "stolen"},
         "Completion": {"lease_token": "stolen"},
         "Failure": {"lease_token": "stolen", "error_code": "stolen"},

@@ -66,7 +66,19 @@ class HeartbeatItem(Heartbeat, kw_only=True):
 
 
 def _items(kind: type) -> Any:
-    return Annotated[list[kind], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]  # type: ignore[valid-type]
+    """Items documented as ``kind``; any other item is answered with its own error, not
+    refused with the batch, so the document admits it too."""
+    return Annotated[
+        list[kind],  # type: ignore[valid-type]
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_ITEMS,
+            extra_json_schema={
+                "items": {"anyOf": [{"$ref": f"#/components/schemas/{kind.__name__}"}, {}]},
+                "description": f"each a {kind.__name__}; an item that is not fails alone",
+            },
+        ),
+    ]
 
 
 class CompleteBatch(msgspec.Struct, forbid_unknown_fields=True):
