@@ -77,7 +77,7 @@ class Kernel:
         for hook in reversed(self.on_shutdown):
             await hook()
         if self.access_log is not None:
-            self.access_log.flush()
+            self.access_log.close()
 
     async def handle(self, req: Request) -> Response:
         started = time.perf_counter()
