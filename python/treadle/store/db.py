@@ -108,12 +108,19 @@ def defer(callback: Callable[[], object]) -> None:
 
 
 class Database:
-    def __init__(self, url: str, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self, url: str, min_size: int = 2, max_size: int = 10, prepare_threshold: int = 5
+    ) -> None:
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"row_factory": dict_row, "autocommit": True},
+            kwargs={
+                "row_factory": dict_row,
+                "autocommit": True,
+                # psycopg's None (never prepare) is -1 in the settings, which hold ints.
+                "prepare_threshold": None if prepare_threshold < 0 else prepare_threshold,
+            },
             open=False,
             timeout=5.0,
             reconnect_timeout=0,
