@@ -37,7 +37,8 @@ class Settings:
     db_pool_max: int = 10
     # psycopg's prepare_threshold: a statement is prepared on a connection after this many
     # runs of it there (0: at once); -1 never prepares (e.g. behind PgBouncer in
-    # transaction mode).
+    # transaction mode). Preparing halves PostgreSQL's CPU per one-row read; pools of 4 to
+    # 10 read fastest per worker (bench/db_read_cpu.py).
     db_prepare_threshold: int = 5
     shutdown_timeout: float = 8.0
     # Granian: the listen backlog, and how many connections (open event streams included)
