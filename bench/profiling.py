@@ -22,6 +22,14 @@ SHARE_SECONDS = 3.0
 # py-spy counts a thread pool thread parked in its queue as active (checked with per-thread
 # CPU times: it uses none); those samples are not time spent serving requests.
 IDLE_LEAVES = frozenset({"_worker (concurrent/futures/thread.py)"})
+# The access log's writer thread, asleep between batches (it uses no CPU there either).
+IDLE_TAILS = (
+    (
+        "AccessLog._run (treadle/web/access_log.py)",
+        "Event.wait (threading.py)",
+        "Condition.wait (threading.py)",
+    ),
+)
 _LINENO = re.compile(r":\d+\)$")
 _OURS = "(treadle/"
 _CLI = "(treadle/cli.py"
@@ -131,7 +139,9 @@ def summarise(raw: str, top: int = TOP) -> str:
         n = int(count)
         frames = stack.split(";")
         functions = [_LINENO.sub(")", frame) for frame in frames]
-        if functions[-1] in IDLE_LEAVES:
+        if functions[-1] in IDLE_LEAVES or any(
+            tuple(functions[-len(tail) :]) == tail for tail in IDLE_TAILS
+        ):
             idle += n
             continue
         total += n
@@ -145,7 +155,7 @@ def summarise(raw: str, top: int = TOP) -> str:
     def pct(n: int) -> str:
         return f"{100 * n / total:6.1f}"
 
-    out = [f"{total} samples ({idle} from idle executor threads left out)", ""]
+    out = [f"{total} samples ({idle} from idle executor and access log threads left out)", ""]
     out += ["self %  incl %  function (file)"]
     out += [f"{pct(n)}  {pct(inclusive[f])}  {f}" for f, n in own.most_common(top)]
     out += ["", "treadle code, inclusive:", "incl %  function (file)"]

@@ -39,7 +39,12 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+        self.db = Database(
+            settings.database_url,
+            settings.db_pool_min,
+            settings.db_pool_max,
+            settings.db_prepare_threshold,
+        )
         self.redis = connect(settings.redis_url)
         self.bus = Invalidator(self.redis, settings.redis_prefix)
         self.sessions = Sessions(settings, self.db, self.bus)

@@ -38,6 +38,11 @@ class Settings:
     log_level: str = "info"
     db_pool_min: int = 2
     db_pool_max: int = 10
+    # psycopg's prepare_threshold: a statement is prepared on a connection after this many
+    # runs of it there (0: at once); -1 never prepares (e.g. behind PgBouncer in
+    # transaction mode). Preparing halves PostgreSQL's CPU per one-row read; pools of 4 to
+    # 10 read fastest per worker (bench/db_read_cpu.py).
+    db_prepare_threshold: int = 5
     shutdown_timeout: float = 8.0
     # Granian: the listen backlog, and how many connections (open event streams included)
     # one worker holds at once; 0 means 4,096. Half-sent request heads and idle keep-alive
@@ -143,6 +148,16 @@ class Settings:
             parse_trusted(self.trusted_proxies)
         except ValueError as exc:
             raise SettingsError(f"trusted_proxies: {exc}") from None
+        if not 0 <= self.db_pool_min <= self.db_pool_max or self.db_pool_max < 1:
+            raise SettingsError(
+                f"db_pool_min ({self.db_pool_min}) must be between 0 and db_pool_max"
+                f" ({self.db_pool_max}), and db_pool_max at least 1"
+            )
+        if self.db_prepare_threshold < -1:
+            raise SettingsError(
+                "db_prepare_threshold must be -1 (never prepare) or at least 0,"
+                f" not {self.db_prepare_threshold}"
+            )
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, not {self.workers}")
         # Empty means "generate one into the data directory" (treadle serve does).

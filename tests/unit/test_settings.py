@@ -32,6 +32,10 @@ def test_round_trip_through_environment() -> None:
         ({"TREADLE_SERVER": "uvicorn"}, "server must be 'granian' or 'robyn'"),
         ({"TREADLE_WORKERS": "0"}, "workers must be at least 1"),
         ({"TREADLE_ACCESS_LOG": "maybe"}, "not a valid bool"),
+        ({"TREADLE_DB_POOL_MAX": "0"}, "db_pool_max at least 1"),
+        ({"TREADLE_DB_POOL_MIN": "11"}, "must be between 0 and db_pool_max"),
+        ({"TREADLE_DB_PREPARE_THRESHOLD": "-2"}, "db_prepare_threshold must be -1"),
+        ({"TREADLE_DB_PREPARE_THRESHOLD": "soon"}, "is not a valid int"),
     ],
 )
 def test_bad_values_say_what_to_fix(env: dict[str, str], fragment: str) -> None:

@@ -95,8 +95,46 @@ def _unavailable() -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError as exc:
-        # Includes the pool's own timeout: PostgreSQL is down or saturated.
-        raise ApiError.unavailable("the database is unavailable; retry shortly", 2) from exc
+        raise _unavailable_error() from exc
+
+
+def _unavailable_error() -> ApiError:
+    # Includes the pool's own timeout: PostgreSQL is down or saturated.
+    return ApiError.unavailable("the database is unavailable; retry shortly", 2)
+
+
+class _Use:
+    """A connection for one block: the request transaction's, or one borrowed from the
+    pool. Every read takes one, so it is a plain class rather than stacked generator
+    context managers, and it skips what ``pool.connection()`` adds around ``getconn``: a
+    commit of an autocommit connection and usage timing. ``putconn`` still rolls back
+    (or replaces) a connection left in a transaction or broken."""
+
+    __slots__ = ("borrowed", "conn", "pool")
+
+    def __init__(self, pool: AsyncConnectionPool[Conn], conn: Conn | None) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.borrowed = False
+
+    async def __aenter__(self) -> Conn:
+        if self.conn is None:
+            try:
+                self.conn = await self.pool.getconn()
+            except psycopg.OperationalError as exc:
+                raise _unavailable_error() from exc
+            self.borrowed = True
+        return self.conn
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self.borrowed:
+            assert self.conn is not None
+            self.borrowed = False
+            await self.pool.putconn(self.conn)
+        if isinstance(exc, psycopg.OperationalError):
+            raise _unavailable_error() from exc
 
 
 async def after_commit(callback: Callback) -> None:
@@ -126,6 +164,7 @@ class Database:
         url: str,
         min_size: int = 2,
         max_size: int = 10,
+        prepare_threshold: int = 5,
         connection_class: type[Conn] = psycopg.AsyncConnection,
     ) -> None:
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
@@ -133,7 +172,12 @@ class Database:
             connection_class=connection_class,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"row_factory": dict_row, "autocommit": True},
+            kwargs={
+                "row_factory": dict_row,
+                "autocommit": True,
+                # psycopg's None (never prepare) is -1 in the settings, which hold ints.
+                "prepare_threshold": None if prepare_threshold < 0 else prepare_threshold,
+            },
             open=False,
             timeout=5.0,
             reconnect_timeout=0,
@@ -158,6 +202,11 @@ class Database:
                     with _unavailable():
                         await tx.begin()
                 yield tx
+            except psycopg.OperationalError as exc:
+                # A statement run on tx.conn itself (not in a savepoint), e.g. storing an
+                # idempotent answer, when PostgreSQL goes away: a 503 like any other.
+                await tx.finish(commit=False)
+                raise _unavailable_error() from exc
             except BaseException:
                 await tx.finish(commit=False)
                 raise
@@ -166,25 +215,15 @@ class Database:
             tx.active = False
             _request.reset(token)
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Conn]:
+    def connection(self) -> _Use:
         """A connection: inside an open request transaction, that one (its writes are seen)."""
         tx = _open_request()
-        with _unavailable():
-            if tx is not None:
-                assert tx.conn is not None
-                yield tx.conn
-                return
-            async with self.pool.connection() as conn:
-                yield conn
+        return _Use(self.pool, tx.conn if tx is not None else None)
 
-    @asynccontextmanager
-    async def committed(self) -> AsyncIterator[Conn]:
+    def committed(self) -> _Use:
         """A connection of its own, outside any request transaction: for reads whose result
         outlives the request (caches, snapshots), which must not see uncommitted writes."""
-        with _unavailable():
-            async with self.pool.connection() as conn:
-                yield conn
+        return _Use(self.pool, None)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:

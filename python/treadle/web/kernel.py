@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -32,6 +33,7 @@ Hook = Callable[[], Awaitable[None]]
 _INCOMING_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _UNMATCHED = "<unmatched>"
+ACCESS_LOG_CLOSE_SECONDS = 1.0
 
 
 class Kernel:
@@ -78,7 +80,9 @@ class Kernel:
         for hook in reversed(self.on_shutdown):
             await hook()
         if self.access_log is not None:
-            self.access_log.flush()
+            # In a thread: a stuck log stream must not hold the loop (Robyn bounds shutdown
+            # with wait_for, which cannot cut a blocking call short).
+            await asyncio.to_thread(self.access_log.close, ACCESS_LOG_CLOSE_SECONDS)
 
     async def handle(self, req: Request) -> Response:
         started = time.perf_counter()
