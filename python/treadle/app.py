@@ -109,7 +109,8 @@ def build_kernel(settings: Settings) -> Kernel:
         return principal
 
     async def authorize(req: Request, route: Route) -> None:
-        scope = await route.scope(req)  # type: ignore[misc]
+        # Set already when the kernel answers a retry from storage (the scope it acted in).
+        scope = req.scope if req.scope is not None else await route.scope(req)  # type: ignore[misc]
         principal = req.principal
         if principal.organization_id not in (None, scope.organization_id):
             # A key sees only its own organization.
@@ -150,6 +151,7 @@ def build_kernel(settings: Settings) -> Kernel:
         admit,
         app.idempotency.run,
         metrics=app.metrics,
+        replay=app.idempotency.early,
     )
     app.table = kernel.table
     kernel.on_startup.append(app.start)

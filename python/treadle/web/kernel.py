@@ -25,6 +25,8 @@ Authenticator = Callable[[Request, Route], Awaitable[Any]]
 Authorizer = Callable[[Request, Route], Awaitable[None]]
 # Runs the handler at most once per Idempotency-Key (see treadle.services.idempotency).
 Idempotent = Callable[[Request, Route, Callable[[], Awaitable[Response]]], Awaitable[Response]]
+# The stored answer to a retry, found before its body is decoded (setting ``req.scope``), or None.
+Replayer = Callable[[Request, Route], Awaitable[Response | None]]
 # Decides whether the caller may spend the route's cost now; returns headers to send.
 Admitter = Callable[[Request, Route], Awaitable[list[tuple[str, str]]]]
 Hook = Callable[[], Awaitable[None]]
@@ -45,6 +47,7 @@ class Kernel:
         admit: Admitter | None = None,
         idempotent: Idempotent | None = None,
         metrics: Metrics | None = None,
+        replay: Replayer | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
@@ -52,6 +55,7 @@ class Kernel:
         self.authorize = authorize
         self.admit = admit
         self.idempotent = idempotent
+        self.replay = replay
         guarded = [r.path for r in table.routes if r.permission and r.scope is None]
         if guarded or (authorize is None and any(r.permission for r in table.routes)):
             raise ValueError(f"routes with a permission need a scope and an authorizer: {guarded}")
@@ -123,7 +127,10 @@ class Kernel:
         if self.admit is not None:
             # With no principal, the admitter charges the client address instead.
             req.response_headers = await self.admit(req, route)
-        if route.body is not None:
+        replay = None
+        if self.replay is not None and route.idempotent != "none":
+            replay = await self.replay(req, route)
+        if replay is None and route.body is not None:
             raw = await req.body(self.settings.max_body_bytes)
             req.data = decode(
                 raw,
@@ -134,6 +141,8 @@ class Kernel:
             )
         if route.permission is not None:
             await self.authorize(req, route)  # type: ignore[misc]
+        if replay is not None:
+            return replay
         if self.idempotent is not None and route.idempotent != "none":
             return await self.idempotent(req, route, lambda: self._answer(req, route))
         return await self._call(req, route)
