@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -76,6 +76,11 @@ class Scope:
     resource_type: str
     resource_id: str
     team_id: UUID | None = None
+    # ``organization_id`` as text, formatted once: the key of every per-organization lookup.
+    organization_key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "organization_key", str(self.organization_id))
 
 
 class Authorizer:
@@ -107,9 +112,12 @@ class Authorizer:
     async def announce(self, org_id: UUID, revision: int) -> None:
         await self.bus.publish("authz", f"{org_id}:{revision}")
 
-    async def ensure(self, org_id: UUID, at_least: int | None = None) -> int:
-        """Make sure this process decides on a snapshot at least this new; its revision."""
-        key = str(org_id)
+    async def ensure(
+        self, org_id: UUID, at_least: int | None = None, key: str | None = None
+    ) -> int:
+        """Make sure this process decides on a snapshot at least this new; its revision.
+        ``key`` is ``org_id`` as text, when the caller has it already."""
+        key = str(org_id) if key is None else key
         wanted = max(self._wanted.get(key, 0), at_least or 0)
         have = self.evaluator.revision(key)
         now = time.monotonic()
@@ -191,7 +199,7 @@ class Authorizer:
         self, scope: Scope, subject: str, action: str, scopes: list[str] | None = None
     ) -> Any:
         return self.evaluator.check(
-            str(scope.organization_id),
+            scope.organization_key,
             subject,
             action,
             scope.resource_type,

@@ -97,7 +97,7 @@ class Idempotency:
             )
         principal = req.principal.subject
         if req.scope is not None:
-            principal = f"{principal}@{req.scope.organization_id}"
+            principal = f"{principal}@{req.scope.organization_key}"
         target = req.path + ("?" + req.query_string if req.query_string else "")
         body = await req.body(self.max_body)
         fingerprint = _core.fingerprint(req.method, target, body, req.headers.get("content-type"))
