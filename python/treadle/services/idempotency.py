@@ -13,11 +13,11 @@ key belongs to one organization; a user's key in one organization is not the sam
 another). A retry gets the stored answer back with ``Idempotent-Replayed: true``; the same key
 with another request is 422.
 
-A retry identical, byte for byte, to one this process has already replayed (same principal,
-key, method, target, Content-Type, Content-Encoding and body) is answered by ``early`` before
-its body is decoded or its scope resolved: both would come out as they did then. The kernel
-still authorizes it, in the scope remembered from then, so a caller whose rights were taken
-away gets no replay.
+On a route that takes a body, a retry identical, byte for byte, to one this process has
+already replayed (same principal, key, method, target, Content-Type, Content-Encoding and
+body) is answered by ``early`` before its body is decoded or its scope resolved: both would
+come out as they did then. The kernel still authorizes it, in the scope remembered from
+then, so a caller whose rights were taken away gets no replay.
 """
 
 from __future__ import annotations
@@ -60,13 +60,14 @@ class Idempotency:
         self.answers: TTLCache[tuple[str, str], dict[str, Any]] = TTLCache(300.0, 50_000)
         self.replayed: TTLCache[Seen, _Replayed] = TTLCache(300.0, 50_000)
 
-    async def early(self, req: Request, route: Route) -> Response | None:
-        """The stored answer for a retry identical to one replayed here, or None to take
-        the full path. Sets ``req.scope``: the caller still has to be authorized in it."""
+    async def early(self, req: Request, route: Route, body: bytes) -> Response | None:
+        """The stored answer for a retry identical to one replayed here (``body`` as it
+        came), or None to take the full path. Sets ``req.scope``: the caller still has to
+        be authorized in it."""
         key = req.headers.get("idempotency-key")
         if not key or req.principal is None:
             return None
-        seen: Any = self.replayed.get(_seen(req, key, await req.body(self.max_body)))
+        seen: Any = self.replayed.get(_seen(req, key, body))
         if seen is MISSING or seen.stored["expires_at"] <= clock.now():
             return None
         req.scope = seen.scope
@@ -108,7 +109,8 @@ class Idempotency:
                 stored = await self._load(conn, principal, key)
         if stored is not None:
             replay = _replay(stored, fingerprint)
-            self.replayed.put(_seen(req, key, body), _Replayed(req.scope, stored))
+            if route.body is not None:  # the routes whose retries the kernel asks ``early``
+                self.replayed.put(_seen(req, key, body), _Replayed(req.scope, stored))
             return replay
         async with self.db.request(eager=True) as tx:
             assert tx.conn is not None

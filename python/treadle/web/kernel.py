@@ -25,8 +25,8 @@ Authenticator = Callable[[Request, Route], Awaitable[Any]]
 Authorizer = Callable[[Request, Route], Awaitable[None]]
 # Runs the handler at most once per Idempotency-Key (see treadle.services.idempotency).
 Idempotent = Callable[[Request, Route, Callable[[], Awaitable[Response]]], Awaitable[Response]]
-# The stored answer to a retry, found before its body is decoded (setting ``req.scope``), or None.
-Replayer = Callable[[Request, Route], Awaitable[Response | None]]
+# The stored answer to a retry, found from its raw body before decoding (setting ``req.scope``).
+Replayer = Callable[[Request, Route, bytes], Awaitable[Response | None]]
 # Decides whether the caller may spend the route's cost now; returns headers to send.
 Admitter = Callable[[Request, Route], Awaitable[list[tuple[str, str]]]]
 Hook = Callable[[], Awaitable[None]]
@@ -128,17 +128,18 @@ class Kernel:
             # With no principal, the admitter charges the client address instead.
             req.response_headers = await self.admit(req, route)
         replay = None
-        if self.replay is not None and route.idempotent != "none":
-            replay = await self.replay(req, route)
-        if replay is None and route.body is not None:
+        if route.body is not None:
             raw = await req.body(self.settings.max_body_bytes)
-            req.data = decode(
-                raw,
-                route.body,
-                req.headers.get("content-type"),
-                req.headers.get("content-encoding"),
-                self.body_limits,
-            )
+            if self.replay is not None and route.idempotent != "none":
+                replay = await self.replay(req, route, raw)
+            if replay is None:
+                req.data = decode(
+                    raw,
+                    route.body,
+                    req.headers.get("content-type"),
+                    req.headers.get("content-encoding"),
+                    self.body_limits,
+                )
         if route.permission is not None:
             await self.authorize(req, route)  # type: ignore[misc]
         if replay is not None:
