@@ -116,12 +116,13 @@ def build_kernel(settings: Settings) -> Kernel:
         return principal
 
     async def authorize(req: Request, route: Route) -> None:
-        scope = await route.scope(req)  # type: ignore[misc]
+        # Set already when the kernel answers a retry from storage (the scope it acted in).
+        scope = req.scope if req.scope is not None else await route.scope(req)  # type: ignore[misc]
         principal = req.principal
         if principal.organization_id not in (None, scope.organization_id):
             # A key sees only its own organization.
             raise ApiError.not_found(f"no {scope.resource_type} with id {scope.resource_id}")
-        await app.authz.ensure(scope.organization_id)
+        await app.authz.ensure(scope.organization_id, key=scope.organization_key)
         decision = app.authz.check(
             scope, principal.subject, route.permission or "", list(principal.scopes) or None
         )
@@ -132,7 +133,7 @@ def build_kernel(settings: Settings) -> Kernel:
         if principal.kind == "user":
             # Only now is the organization known, and the caller known to belong to it.
             req.response_headers = await app.rate_limits.organization(
-                scope.organization_id, route.cost, req.response_headers
+                scope.organization_id, route.cost, req.response_headers, scope.organization_key
             )
         if not decision.allowed:
             await app.authz.deny(req, route, scope, decision)
@@ -157,6 +158,7 @@ def build_kernel(settings: Settings) -> Kernel:
         admit,
         app.idempotency.run,
         metrics=app.metrics,
+        replay=app.idempotency.early,
     )
     app.table = kernel.table
     kernel.on_startup.append(app.start)

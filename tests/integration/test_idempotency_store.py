@@ -1,5 +1,6 @@
-"""Idempotency-Key answers in PostgreSQL: 409 while the first request still runs, and gone
-(replayed no more) once the retention window has passed."""
+"""Idempotency-Key answers in PostgreSQL: 409 while the first request still runs, gone
+(replayed no more) once the retention window has passed, and replayed from memory without
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.api import bearer, envelope, error_code, signup
+from tests.support.api import bearer, create_key, create_org, envelope, error_code, signup
+from tests.support.proxy import proxied_database
 from tests.support.servers import Server, free_port, start_server
 
 KEEP_SECONDS = 2
@@ -85,3 +87,36 @@ def test_answers_are_purged_after_the_retention_window(
         assert later.status_code == 201
         assert "idempotent-replayed" not in later.headers
         assert envelope(later)["data"]["id"] != envelope(first)["data"]["id"]
+
+
+def test_a_retry_answered_from_memory_needs_no_postgresql(
+    server_env: dict[str, str], tmp_path
+) -> None:
+    proxy, url = proxied_database(server_env["TREADLE_DATABASE_URL"])
+    env = {**server_env, "TREADLE_DATABASE_URL": url, "TREADLE_PORT": str(free_port())}
+    server = start_server("granian", env, tmp_path / "server.log")
+    try:
+        with server.client() as client:
+            owner = signup(client)
+            org = create_org(client, owner)
+            issued = create_key(client, owner, org["id"], scopes=["jobs.submit"])
+            auth = {"Authorization": f"Bearer {issued['key']}"}
+            headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
+            body = {"type": "default"}
+            first = client.post("/v1/jobs", json=body, headers=headers)
+            assert first.status_code == 201, first.text
+            # The first retry reads the answer from PostgreSQL, the second is identical to it.
+            for _ in range(2):
+                assert client.post("/v1/jobs", json=body, headers=headers).status_code == 201
+            proxy.cut()
+            for _ in range(3):
+                again = client.post("/v1/jobs", json=body, headers=headers)
+                assert again.status_code == 201, again.text
+                assert again.headers["idempotent-replayed"] == "true"
+                assert again.json()["data"] == first.json()["data"]
+            # PostgreSQL is gone indeed: a new operation cannot run.
+            new = client.post("/v1/jobs", json=body, headers={**auth, "Idempotency-Key": "new"})
+            assert new.status_code == 503, new.text
+    finally:
+        server.stop()
+        proxy.stop()

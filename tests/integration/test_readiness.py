@@ -7,20 +7,10 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.support.api import envelope
-from tests.support.proxy import Proxy
+from tests.support.proxy import Proxy, proxied_database
 from tests.support.servers import Server, free_port, start_server
-
-
-def _proxied_db(url: str) -> tuple[Proxy, str]:
-    info = conninfo_to_dict(url)
-    host, port = info.get("host") or "127.0.0.1", int(info.get("port") or 5432)
-    proxy = Proxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else host, port)
-    proxy.start()
-    info.update(host="127.0.0.1", port=str(proxy.port))
-    return proxy, make_conninfo(**info)
 
 
 def _proxied_redis(url: str) -> tuple[Proxy, str]:
@@ -32,7 +22,7 @@ def _proxied_redis(url: str) -> tuple[Proxy, str]:
 
 @pytest.fixture
 def proxied_server(server_env: dict[str, str], tmp_path) -> Iterator[tuple[Server, Proxy, Proxy]]:
-    pg, db_url = _proxied_db(server_env["TREADLE_DATABASE_URL"])
+    pg, db_url = proxied_database(server_env["TREADLE_DATABASE_URL"])
     rd, redis_url = _proxied_redis(server_env["TREADLE_REDIS_URL"])
     env = {
         **server_env,

@@ -6,7 +6,19 @@ import asyncio
 import contextlib
 import threading
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from tests.support.servers import free_port
+
+
+def proxied_database(url: str) -> tuple[Proxy, str]:
+    """A started proxy to the PostgreSQL at ``url``, and the URL that goes through it."""
+    info = conninfo_to_dict(url)
+    host, port = info.get("host") or "127.0.0.1", int(info.get("port") or 5432)
+    proxy = Proxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else host, port)
+    proxy.start()
+    info.update(host="127.0.0.1", port=str(proxy.port))
+    return proxy, make_conninfo(**info)
 
 
 class Proxy:

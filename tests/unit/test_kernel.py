@@ -64,3 +64,83 @@ def test_a_route_that_requires_an_idempotency_key_refuses_a_request_without_one(
     assert Route("POST", "/x", create, "", "t").idempotent == "optional"
     assert Route("GET", "/x", create, "", "t").idempotent == "none"
     assert Route("POST", "/x", create, "", "t", auth="none").idempotent == "none"
+
+
+def test_an_identical_retry_skips_decoding_and_scope_but_not_authorization() -> None:
+    import uuid
+    from datetime import timedelta
+
+    import msgspec
+
+    from treadle import _core, clock
+    from treadle.services.authz import Scope
+    from treadle.services.idempotency import Idempotency
+    from treadle.services.principal import Principal
+    from treadle.web.errors import ApiError
+
+    class Thing(msgspec.Struct, forbid_unknown_fields=True):
+        name: str
+
+    org = uuid.uuid4()
+    resolved: list[str] = []
+    authorized: list[Scope] = []
+    allowed = [True]
+
+    async def scope(req: Request) -> Scope:
+        resolved.append(req.data.name)
+        return Scope(org, "organization", str(org))
+
+    async def authorize(req: Request, route: Route) -> None:
+        found = req.scope if req.scope is not None else await scope(req)
+        authorized.append(found)
+        if not allowed[0]:
+            raise ApiError.forbidden("not any more")
+        req.scope = found
+
+    async def authenticate(req: Request, route: Route) -> Principal:
+        return Principal("u1", "user", None, None, "", False)
+
+    async def create(req: Request) -> None:
+        raise AssertionError("a retry never runs the handler")
+
+    body = b'{"name": "one"}'
+    route = Route(
+        "POST", "/things", create, "", "t", body=Thing, permission="things.make", scope=scope
+    )
+    settings = Settings.from_env({})
+    # The first answer, as a load from PostgreSQL leaves it; nothing here needs a database.
+    idempotency = Idempotency(settings, None)  # type: ignore[arg-type]
+    idempotency.answers.put(
+        (f"user:u1@{org}", "k1"),
+        {
+            "fingerprint": _core.fingerprint("POST", "/things", body, None),
+            "status": 201,
+            "body": b'{"made": true}',
+            "content_type": "application/json",
+            "expires_at": clock.now() + timedelta(hours=1),
+        },
+    )
+    kernel = Kernel(
+        settings,
+        RouteTable([route]),
+        authenticate,
+        authorize=authorize,
+        idempotent=idempotency.run,
+        replay=idempotency.early,
+    )
+
+    def send(raw: bytes) -> tuple[int, str | None]:
+        req = Request("POST", "/things", "", header_map({"Idempotency-Key": "k1"}), read_whole(raw))
+        response = asyncio.run(kernel.handle(req))
+        return response.status, dict(response.headers).get("idempotent-replayed")
+
+    assert send(body) == (201, "true")  # decoded, scoped, authorized, replayed
+    assert send(body) == (201, "true")
+    assert resolved == ["one"]  # the identical retry was neither decoded nor scoped again
+    assert len(authorized) == 2 and authorized[0] == authorized[1]
+    assert send(b'{"name":"one"}') == (201, "true")  # equal JSON, other bytes: decoded
+    assert resolved == ["one", "one"]
+    assert send(b'{"name": "two"}')[0] == 422
+    allowed[0] = False
+    assert send(body) == (403, None)
+    assert len(authorized) == 5

@@ -55,6 +55,22 @@ def grantable(actor: Actor, scopes: Iterable[str]) -> None:
         raise error
 
 
+def _principal(key: Row) -> Principal:
+    return Principal(
+        id=str(key["id"]),
+        kind="api_key",
+        user_id=None,
+        session_id=None,
+        email="",
+        is_platform_admin=False,
+        organization_id=key["organization_id"],
+        scopes=tuple(key["scopes"]),
+        rate_limit_policy=key["rate_limit_policy"],
+        record=key,
+        organization_key=str(key["organization_id"]),
+    )
+
+
 def public_key(row: Row) -> Row:
     now = clock.now()
     if row["revoked_at"] is not None:
@@ -88,10 +104,12 @@ class ApiKeys(Background):
         self.hash_key = hash_key
         self.cache = _core.KeyCache(CACHE_SECONDS, NEGATIVE_CACHE_SECONDS, 100_000)
         bus.on("apikey", self.cache.invalidate, self.cache.clear)
-        # (key, day number since the epoch, route) -> requests; key -> last use (UNIX time)
-        self._usage: Counter[tuple[UUID, int, str]] = Counter()
-        self._last_used: dict[UUID, float] = {}
-        self._orgs: dict[UUID, UUID] = {}
+        # (key id as text, day number since the epoch, route) -> requests; key -> last use
+        # (UNIX time); key -> its record. Keyed by text: Python keeps a str's hash, while a
+        # UUID hashes in Python code, three times a request.
+        self._usage: Counter[tuple[str, int, str]] = Counter()
+        self._last_used: dict[str, float] = {}
+        self._records: dict[str, Row] = {}
 
     def hash(self, raw: str) -> str:
         return _core.keyed_hash(self.hash_key, raw.encode())
@@ -102,7 +120,7 @@ class ApiKeys(Background):
         if not _core.api_key_check(raw):
             raise ApiError.unauthenticated("API key is malformed; copy it again")
         key_hash = self.hash(raw)
-        hit, record = self.cache.get(key_hash)
+        hit, cached = self.cache.get(key_hash)
         if not hit:
             generation = self.cache.generation
             async with self.db.committed() as conn:
@@ -110,10 +128,13 @@ class ApiKeys(Background):
             if record is None:
                 self.cache.put_missing(key_hash, generation)
             else:
-                self.cache.put(key_hash, record, generation)
-        if record is None:
+                # Built once per fill, not per request: every request with the key shares it.
+                cached = _principal(record)
+                self.cache.put(key_hash, cached, generation)
+        if cached is None:
             raise ApiError.unauthenticated("API key is not valid")
-        key: Row = record  # type: ignore[assignment]
+        principal: Principal = cached  # type: ignore[assignment]
+        key: Row = principal.record  # type: ignore[assignment]
         now = clock.now()
         if key["revoked_at"] is not None:
             raise ApiError.unauthenticated("API key was revoked")
@@ -123,29 +144,17 @@ class ApiKeys(Background):
             raise ApiError.unauthenticated("API key has expired")
         if key["secret_expires_at"] is not None and key["secret_expires_at"] <= now:
             raise ApiError.unauthenticated("API key was rotated; use the new key")
-        return Principal(
-            id=str(key["id"]),
-            kind="api_key",
-            user_id=None,
-            session_id=None,
-            email="",
-            is_platform_admin=False,
-            organization_id=key["organization_id"],
-            scopes=tuple(key["scopes"]),
-            rate_limit_policy=key["rate_limit_policy"],
-            record=key,
-        )
+        return principal
 
     # -- usage -------------------------------------------------------------------------
 
     def count(self, key: Principal, route: str) -> None:
         """Count one request of an authenticated key in memory; ``flush`` writes the
         counts in one statement."""
-        key_id: UUID = key.record["id"]  # type: ignore[index]
         now = time.time()
-        self._usage[(key_id, int(now) // 86400, route)] += 1
-        self._last_used[key_id] = now
-        self._orgs[key_id] = key.organization_id  # type: ignore[assignment]
+        self._usage[(key.id, int(now) // 86400, route)] += 1
+        self._last_used[key.id] = now
+        self._records[key.id] = key.record  # type: ignore[assignment]
 
     async def flush(self) -> None:
         usage, self._usage = self._usage, Counter()
@@ -153,18 +162,22 @@ class ApiKeys(Background):
         if not usage:
             return
         epoch = date(1970, 1, 1)
+        records = self._records
         rows = [
-            (key, epoch + timedelta(days=day), route, n) for (key, day, route), n in usage.items()
+            (records[key]["id"], epoch + timedelta(days=day), route, n)
+            for (key, day, route), n in usage.items()
         ]
-        touched = {key: datetime.fromtimestamp(at, UTC) for key, at in last_used.items()}
-        per_key: Counter[UUID] = Counter()
+        touched = {
+            records[key]["id"]: datetime.fromtimestamp(at, UTC) for key, at in last_used.items()
+        }
+        per_key: Counter[str] = Counter()
         for (key, _, _), n in usage.items():
             per_key[key] += n
         metered = [
             {
-                "organization_id": self._orgs[key],
+                "organization_id": records[key]["organization_id"],
                 "principal_id": f"api_key:{key}",
-                "api_key_id": key,
+                "api_key_id": records[key]["id"],
                 "metric": API_REQUESTS,
                 "quantity": n,
                 "cost": 0,

@@ -7,8 +7,10 @@ on an older snapshot and reloads. ``at_least_revision`` gives a caller read-your
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +21,8 @@ from treadle.store import orgs as org_store
 from treadle.store import teams as team_store
 from treadle.store.db import Conn, Database
 from treadle.web.errors import ApiError
+
+log = logging.getLogger("treadle.authz")
 
 _READ = ["org.read", "members.read", "teams.read", "settings.read", "jobs.read", "events.read"]
 _MEMBER = [*_READ, "jobs.submit", "jobs.manage"]
@@ -60,6 +64,8 @@ TEAM_ROLES: dict[str, list[str]] = {
 # How long a snapshot is trusted without asking PostgreSQL for the current revision,
 # should an invalidation message be lost on the way.
 REVALIDATE_SECONDS = 5.0
+# After a failed revalidation (PostgreSQL away), how long until a request asks again.
+RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,11 @@ class Scope:
     resource_type: str
     resource_id: str
     team_id: UUID | None = None
+    # ``organization_id`` as text, formatted once: the key of every per-organization lookup.
+    organization_key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "organization_key", str(self.organization_id))
 
 
 class Authorizer:
@@ -81,7 +92,8 @@ class Authorizer:
         # The newest revision this process has heard of, per organization.
         self._wanted: dict[str, int] = {}
         self._verified: dict[str, float] = {}
-        self._revalidating: set[str] = set()
+        # The revision questions in flight, one per organization at most.
+        self.revalidating: dict[str, asyncio.Task[None]] = {}
         bus.on("authz", self._heard, self._forget_all)
 
     def _heard(self, message: str) -> None:
@@ -100,28 +112,24 @@ class Authorizer:
     async def announce(self, org_id: UUID, revision: int) -> None:
         await self.bus.publish("authz", f"{org_id}:{revision}")
 
-    async def ensure(self, org_id: UUID, at_least: int | None = None) -> int:
-        """Make sure this process decides on a snapshot at least this new; its revision."""
-        key = str(org_id)
+    async def ensure(
+        self, org_id: UUID, at_least: int | None = None, key: str | None = None
+    ) -> int:
+        """Make sure this process decides on a snapshot at least this new; its revision.
+        ``key`` is ``org_id`` as text, when the caller has it already."""
+        key = str(org_id) if key is None else key
         wanted = max(self._wanted.get(key, 0), at_least or 0)
         have = self.evaluator.revision(key)
         now = time.monotonic()
         if have is not None and have >= wanted:
-            fresh = now - self._verified.get(key, 0.0) < REVALIDATE_SECONDS
-            if fresh or key in self._revalidating:
-                # While one request asks, the others decide on the snapshot they have:
-                # the question guards against a lost invalidation, not a recent change.
-                return int(have)
-            # A lost invalidation must not leave a stale snapshot for long: ask cheaply.
-            self._revalidating.add(key)
-            try:
-                async with self.db.committed() as conn:
-                    current = await org_store.revision(conn, org_id)
-            finally:
-                self._revalidating.discard(key)
-            if current == have:
-                self._verified[key] = now
-                return int(have)
+            due = now - self._verified.get(key, 0.0) >= REVALIDATE_SECONDS
+            if due and key not in self.revalidating:
+                # Refresh ahead: one task asks PostgreSQL for the revision while this request
+                # and the others decide on the snapshot they have. The question guards
+                # against a lost invalidation, not a recent change (a change is announced).
+                task = asyncio.get_running_loop().create_task(self._revalidate(key, org_id, have))
+                self.revalidating[key] = task
+            return int(have)
         async with self.db.committed() as conn:
             data = await org_store.snapshot(conn, org_id)
         if data["org"] is None or data["org"]["archived_at"] is not None:
@@ -137,6 +145,24 @@ class Authorizer:
                 revision=revision,
             )
         return revision
+
+    async def _revalidate(self, key: str, org_id: UUID, have: int) -> None:
+        asked = time.monotonic()
+        try:
+            async with self.db.committed() as conn:
+                current = await org_store.revision(conn, org_id)
+        except Exception:
+            # Meanwhile the snapshot serves; a request asks again in RETRY_SECONDS.
+            log.warning("could not revalidate the authz snapshot of %s", key, exc_info=True)
+            self._verified[key] = asked - REVALIDATE_SECONDS + RETRY_SECONDS
+            return
+        finally:
+            del self.revalidating[key]
+        if current == have:
+            self._verified[key] = asked
+        elif self.evaluator.revision(key) == have:
+            # Missed an invalidation (or the organization is gone): the next request reloads.
+            self._heard(f"{key}:{current or 0}")
 
     async def everywhere(self, user_id: UUID) -> list[dict[str, Any]]:
         """Every action the user may take, per organization and per team, in one pass."""
@@ -173,7 +199,7 @@ class Authorizer:
         self, scope: Scope, subject: str, action: str, scopes: list[str] | None = None
     ) -> Any:
         return self.evaluator.check(
-            str(scope.organization_id),
+            scope.organization_key,
             subject,
             action,
             scope.resource_type,

@@ -12,12 +12,20 @@ A key is scoped to the calling principal and the organization the request acts i
 key belongs to one organization; a user's key in one organization is not the same key in
 another). A retry gets the stored answer back with ``Idempotent-Replayed: true``; the same key
 with another request is 422.
+
+On a route that takes a body, a retry identical, byte for byte, to one this process has
+already replayed (same principal, key, method, target, Content-Type, Content-Encoding and
+body) is answered by ``early`` before its body is decoded or its scope resolved: both would
+come out as they did then. The kernel still authorizes it, in the scope remembered from
+then, so a caller whose rights were taken away gets no replay.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from treadle import _core, clock
@@ -31,6 +39,20 @@ from treadle.web.response import Response
 from treadle.web.routing import Route
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# (subject, key, method, target, Content-Type, Content-Encoding, SHA-256 of the body)
+Seen = tuple[str, str, str, str, str | None, str | None, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Replayed:
+    """A retry answered from storage here: where it acted, and the stored answer."""
+
+    scope: Any
+    stored: dict[str, Any]
+
+
+# The largest stored answer a process keeps in memory for replays.
+CACHED_ANSWER_BYTES = 65_536
 
 
 class Idempotency:
@@ -40,6 +62,20 @@ class Idempotency:
         self.max_body = settings.max_body_bytes
         # Answers are immutable once stored, so a process may keep them a while.
         self.answers: TTLCache[tuple[str, str], dict[str, Any]] = TTLCache(300.0, 50_000)
+        self.replayed: TTLCache[Seen, _Replayed] = TTLCache(300.0, 50_000)
+
+    async def early(self, req: Request, route: Route, body: bytes) -> Response | None:
+        """The stored answer for a retry identical to one replayed here (``body`` as it
+        came), or None to take the full path. Sets ``req.scope``: the caller still has to
+        be authorized in it."""
+        key = req.headers.get("idempotency-key")
+        if not key or req.principal is None:
+            return None
+        seen: Any = self.replayed.get(_seen(req, key, body))
+        if seen is MISSING or seen.stored["expires_at"] <= clock.now():
+            return None
+        req.scope = seen.scope
+        return _response(seen.stored)
 
     async def run(
         self, req: Request, route: Route, respond: Callable[[], Awaitable[Response]]
@@ -66,7 +102,7 @@ class Idempotency:
             )
         principal = req.principal.subject
         if req.scope is not None:
-            principal = f"{principal}@{req.scope.organization_id}"
+            principal = f"{principal}@{req.scope.organization_key}"
         target = req.path + ("?" + req.query_string if req.query_string else "")
         body = await req.body(self.max_body)
         fingerprint = _core.fingerprint(req.method, target, body, req.headers.get("content-type"))
@@ -76,7 +112,11 @@ class Idempotency:
             async with self.db.committed() as conn:
                 stored = await self._load(conn, principal, key)
         if stored is not None:
-            return _replay(stored, fingerprint)
+            replay = _replay(stored, fingerprint)
+            # The routes whose retries the kernel asks ``early``, for answers kept in memory.
+            if route.body is not None and len(stored["body"]) <= CACHED_ANSWER_BYTES:
+                self.replayed.put(_seen(req, key, body), _Replayed(req.scope, stored))
+            return replay
         async with self.db.request(eager=True) as tx:
             assert tx.conn is not None
             if not await idem_store.try_lock(tx.conn, principal, key):
@@ -105,7 +145,9 @@ class Idempotency:
 
     async def _load(self, conn: Conn, principal: str, key: str) -> dict[str, Any] | None:
         row = await idem_store.get(conn, principal, key)
-        if row is not None:
+        # Large answers (a batch of 1,000 jobs) are read from PostgreSQL again rather than
+        # kept: 50,000 of them would not fit in memory.
+        if row is not None and len(row["body"]) <= CACHED_ANSWER_BYTES:
             self.answers.put((principal, key), row)
         return row
 
@@ -135,8 +177,25 @@ def check_same(stored_fingerprint: str, fingerprint: str) -> None:
         )
 
 
+def _seen(req: Request, key: str, body: bytes) -> Seen:
+    headers = req.headers
+    return (
+        req.principal.subject,
+        key,
+        req.method,
+        req.path + ("?" + req.query_string if req.query_string else ""),
+        headers.get("content-type"),
+        headers.get("content-encoding"),
+        hashlib.sha256(body).digest(),
+    )
+
+
 def _replay(stored: dict[str, Any], fingerprint: str) -> Response:
     check_same(stored["fingerprint"], fingerprint)
+    return _response(stored)
+
+
+def _response(stored: dict[str, Any]) -> Response:
     return Response(
         stored["status"],
         bytes(stored["body"]),

@@ -25,6 +25,8 @@ class Principal:
     rate_limit_policy: str | None = None
     # API keys only: the key's record as verified (from the verification cache).
     record: dict[str, Any] | None = None
+    # API keys only: ``organization_id`` as text, the key of per-organization caches.
+    organization_key: str | None = None
 
     @property
     def account(self) -> UUID:

@@ -72,7 +72,9 @@ class RateLimits:
         policy = await self._policy(principal)
         headers = await self._charge(f"{principal.kind}:{principal.id}", policy, cost)
         if principal.organization_id is not None:
-            headers = await self.organization(principal.organization_id, cost, headers)
+            headers = await self.organization(
+                principal.organization_id, cost, headers, principal.organization_key
+            )
         return headers
 
     async def client(self, address: str, cost: int) -> Headers:
@@ -99,13 +101,17 @@ class RateLimits:
             limit = min(self.max_limit, self.max_limit * period // self.max_period) or 1
         return Policy(name, limit, period)
 
-    async def organization(self, org_id: UUID, cost: int, headers: Headers) -> Headers:
+    async def organization(
+        self, org_id: UUID, cost: int, headers: Headers, key: str | None = None
+    ) -> Headers:
         """Charge the organization's own ``organization`` policy, if it has one (users are
-        charged once their organization is known, keys at once); the tighter headers."""
-        org_policy = (await self._policies(org_id)).get("organization")
+        charged once their organization is known, keys at once); the tighter headers.
+        ``key`` is ``org_id`` as text, when the caller has it already."""
+        key = str(org_id) if key is None else key
+        org_policy = (await self._policies(org_id, key)).get("organization")
         if org_policy is None:
             return headers
-        org_headers = await self._charge(f"org:{org_id}", org_policy, cost)
+        org_headers = await self._charge(f"org:{key}", org_policy, cost)
         return org_headers if _remaining(org_headers) < _remaining(headers) else headers
 
     async def _charge(self, subject: str, policy: Policy, cost: int) -> Headers:
@@ -137,11 +143,14 @@ class RateLimits:
     async def _policy(self, principal: Principal) -> Policy:
         if principal.kind != "api_key" or principal.rate_limit_policy is None:
             return self.api_key if principal.kind == "api_key" else self.user
-        policies = await self._policies(principal.organization_id)  # type: ignore[arg-type]
+        policies = await self._policies(
+            principal.organization_id,  # type: ignore[arg-type]
+            principal.organization_key,
+        )
         return policies.get(principal.rate_limit_policy, self.api_key)
 
-    async def _policies(self, org_id: UUID) -> dict[str, Policy]:
-        key = str(org_id)
+    async def _policies(self, org_id: UUID, key: str | None = None) -> dict[str, Policy]:
+        key = str(org_id) if key is None else key
         cached = self._org_policies.get(key)
         if cached is not MISSING:
             return cached  # type: ignore[return-value]

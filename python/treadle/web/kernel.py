@@ -26,6 +26,8 @@ Authenticator = Callable[[Request, Route], Awaitable[Any]]
 Authorizer = Callable[[Request, Route], Awaitable[None]]
 # Runs the handler at most once per Idempotency-Key (see treadle.services.idempotency).
 Idempotent = Callable[[Request, Route, Callable[[], Awaitable[Response]]], Awaitable[Response]]
+# The stored answer to a retry, found from its raw body before decoding (setting ``req.scope``).
+Replayer = Callable[[Request, Route, bytes], Awaitable[Response | None]]
 # Decides whether the caller may spend the route's cost now; returns headers to send.
 Admitter = Callable[[Request, Route], Awaitable[list[tuple[str, str]]]]
 Hook = Callable[[], Awaitable[None]]
@@ -47,6 +49,7 @@ class Kernel:
         admit: Admitter | None = None,
         idempotent: Idempotent | None = None,
         metrics: Metrics | None = None,
+        replay: Replayer | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
@@ -54,6 +57,7 @@ class Kernel:
         self.authorize = authorize
         self.admit = admit
         self.idempotent = idempotent
+        self.replay = replay
         guarded = [r.path for r in table.routes if r.permission and r.scope is None]
         if guarded or (authorize is None and any(r.permission for r in table.routes)):
             raise ValueError(f"routes with a permission need a scope and an authorizer: {guarded}")
@@ -128,20 +132,26 @@ class Kernel:
         if self.admit is not None:
             # With no principal, the admitter charges the client address instead.
             req.response_headers = await self.admit(req, route)
+        replay = None
         if route.body is not None:
             settings = self.settings
             raw = await req.body(
                 settings.max_batch_body_bytes if route.batch else settings.max_body_bytes
             )
-            req.data = decode(
-                raw,
-                route.body,
-                req.headers.get("content-type"),
-                req.headers.get("content-encoding"),
-                self.batch_limits if route.batch else self.body_limits,
-            )
+            if self.replay is not None and route.idempotent != "none":
+                replay = await self.replay(req, route, raw)
+            if replay is None:
+                req.data = decode(
+                    raw,
+                    route.body,
+                    req.headers.get("content-type"),
+                    req.headers.get("content-encoding"),
+                    self.batch_limits if route.batch else self.body_limits,
+                )
         if route.permission is not None:
             await self.authorize(req, route)  # type: ignore[misc]
+        if replay is not None:
+            return replay
         if self.idempotent is not None and route.idempotent != "none":
             return await self.idempotent(req, route, lambda: self._answer(req, route))
         return await self._call(req, route)
