@@ -25,7 +25,7 @@ from tests.support.api import (
     set_policies,
     signup,
 )
-from tests.support.events import EventStream
+from tests.support.events import EventStream, open_stream
 from tests.support.faults import server_workers, wait_workers_started
 from tests.support.redis_cluster import RedisCluster, redis_cluster
 from tests.support.servers import Server, free_port, start_server
@@ -204,6 +204,29 @@ def test_treadles_keys_spread_over_every_master(
     assert [p for p, keys in held.items() if stream in keys] == [
         p for p, keys in held.items() if f"{stream}:origin" in keys
     ]
+
+
+@pytest.mark.robyn
+def test_robyn_on_the_cluster_relays_and_streams_an_event(on_cluster: Server, tmp_path) -> None:
+    # The granian workers' storage, so that their relay moves this server's events too.
+    env = {**on_cluster.env, "TREADLE_PORT": str(free_port()), "TREADLE_WORKERS": "1"}
+    server = start_server("robyn", env, tmp_path / "robyn.log")
+    try:
+        with server.client() as client:
+            owner = signup(client)
+            org_id = create_org(client, owner)["id"]
+        with open_stream(server, bearer(owner), {"organization_id": org_id}) as stream:
+            with server.client() as client:
+                team = client.post(
+                    "/v1/teams",
+                    json={"organization_id": org_id, "name": "t"},
+                    headers=bearer(owner),
+                )
+            team_id = envelope(team)["data"]["id"]
+            assert stream.until("team.create")[-1]["data"]["data"]["target_id"] == team_id
+        assert httpx.get(server.url + "/readyz").status_code == 200
+    finally:
+        server.stop()
 
 
 def _serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
