@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from treadle import __version__, logs
 from treadle.bus.invalidation import Invalidator
 from treadle.bus.redis import UNAVAILABLE, cluster_url, connect
-from treadle.bus.redis import ping as redis_ping
+from treadle.bus.redis import check_reachable as check_redis
 from treadle.embedded import EmbeddedPostgres, EmbeddedValkey
 from treadle.settings import Settings, SettingsError, secret_key_problem
 from treadle.store import users as user_store
@@ -106,7 +106,7 @@ def _check_reachable(settings: Settings) -> None:
             f"cannot reach PostgreSQL at {_where(settings.database_url)}: {reason}"
         ) from None
     try:
-        redis_ping(settings.redis_url, 3.0)
+        check_redis(settings.redis_url, 3.0)
     except UNAVAILABLE as exc:
         raise StartupError(f"cannot reach Redis at {_where(settings.redis_url)}: {exc}") from None
 

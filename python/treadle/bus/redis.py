@@ -21,6 +21,8 @@ import redis
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
@@ -34,6 +36,10 @@ DEFAULT_PORT = 6379
 # limits would fall back to local); this is as many requests as a worker holds at once by
 # default (TREADLE_BACKPRESSURE), the plain client's pool having no cap at all.
 CLUSTER_MAX_CONNECTIONS = 4096
+# Tries again after a connection error (a cluster client also relearns the topology each
+# time): redis-py's default of 10 with backoff up to 1 s holds a request about 5 s while a
+# master is down; these give up within about 0.5 s (callers then fall back, or answer 503).
+CLUSTER_RETRIES = 3
 # What "Redis is not answering" looks like: a cluster client with no reachable node (or a
 # slot no node serves) raises RedisClusterException, which is not a RedisError.
 UNAVAILABLE: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
@@ -100,10 +106,11 @@ def connect(url: str, socket_timeout: float = 2.0) -> Client:
         socket_connect_timeout=1.0,
         health_check_interval=15,
         max_connections=CLUSTER_MAX_CONNECTIONS,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), CLUSTER_RETRIES),
     )
 
 
-def ping(url: str, timeout: float) -> None:
+def check_reachable(url: str, timeout: float) -> None:
     """Raise unless the Redis (every master of a cluster) answers; refuses a ``redis://``
     URL that points at a cluster node, which would fail on most keys later."""
     cluster = cluster_url(url)
@@ -120,7 +127,10 @@ def ping(url: str, timeout: float) -> None:
     else:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
-        client.ping()
+        if cluster is not None:
+            client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
+        else:
+            client.ping()
         if cluster is None and client.info("cluster").get("cluster_enabled") == 1:
             raise RedisError(
                 "it is a Redis Cluster node: name the cluster with"
@@ -128,6 +138,14 @@ def ping(url: str, timeout: float) -> None:
             )
     finally:
         client.close()
+
+
+async def ping(client: Client) -> bool:
+    """Whether the Redis answers: on a cluster, every master (redis-py's own PING asks one
+    node, which says nothing of the slots the others serve)."""
+    if isinstance(client, RedisCluster):
+        return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
+    return bool(await client.ping())
 
 
 async def pubsub(client: Client) -> PubSub:
