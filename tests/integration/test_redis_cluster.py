@@ -10,7 +10,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import psutil
@@ -22,6 +21,7 @@ from tests.support.api import (
     create_key,
     create_org,
     envelope,
+    new_email,
     set_policies,
     signup,
 )
@@ -30,6 +30,7 @@ from tests.support.faults import server_workers, wait_workers_started
 from tests.support.redis_cluster import RedisCluster, redis_cluster
 from tests.support.servers import Server, free_port, start_server
 from tests.support.storage import own_storage
+from treadle.bus.events import stream_keys
 
 __all__ = ["redis_cluster"]  # the fixture, used by name
 
@@ -179,31 +180,39 @@ def test_metrics_add_up_across_workers(on_cluster: Server) -> None:
     assert int(float(line.rsplit(" ", 1)[1])) >= 30
 
 
-def test_treadles_keys_spread_over_every_master(
-    on_cluster: Server, redis_cluster: RedisCluster
-) -> None:
-    # Rate-limit state, sign-in counters and the like hash to many slots: a real cluster
-    # serves them from all three masters, not one node pretending to be a cluster.
-    with on_cluster.client() as client:
-        for _ in range(10):
-            client.get("/v1/me", headers=bearer(signup(client)))
-    prefix = on_cluster.env["TREADLE_REDIS_PREFIX"]
-    held: dict[int, Any] = {}
-    for port in redis_cluster.ports:
+def _keys_by_master(cluster: RedisCluster, prefix: str) -> dict[int, list[str]]:
+    held = {}
+    for port in cluster.ports:
         found = subprocess.run(
-            [redis_cluster.cli, "-p", str(port), "--scan", "--pattern", f"{prefix}*"],
+            [cluster.cli, "-p", str(port), "--scan", "--pattern", f"{prefix}*"],
             capture_output=True,
             text=True,
             timeout=10,
         )
         held[port] = found.stdout.split()
+    return held
+
+
+def test_treadles_keys_spread_over_every_master(
+    on_cluster: Server, redis_cluster: RedisCluster
+) -> None:
+    # Single-key state (here sign-in failure counters, one per email, kept for the lockout)
+    # hashes to many slots: a real cluster serves it from all three masters.
+    prefix = on_cluster.env["TREADLE_REDIS_PREFIX"]
+    with on_cluster.client() as client:
+        create_org(client, signup(client))  # an event, so that the stream exists
+        for attempt in range(60):
+            wrong = {"email": new_email("nobody"), "password": "not-the-password-1"}
+            assert client.post("/v1/auth/login", json=wrong).status_code == 401
+            if attempt % 10 == 9 and all(_keys_by_master(redis_cluster, prefix).values()):
+                break
+    held = _keys_by_master(redis_cluster, prefix)
     assert all(held.values()), {port: len(keys) for port, keys in held.items()}
     # The event stream and its origin live together, on one master.
-    stream = f"{prefix}{{events}}"
-    assert sum(stream in keys for keys in held.values()) == 1
-    assert [p for p, keys in held.items() if stream in keys] == [
-        p for p, keys in held.items() if f"{stream}:origin" in keys
-    ]
+    stream = stream_keys(prefix)[0]
+    homes = [port for port, keys in held.items() if stream in keys]
+    assert len(homes) == 1, held
+    assert [port for port, keys in held.items() if f"{stream}:origin" in keys] == homes
 
 
 @pytest.mark.robyn
@@ -260,3 +269,88 @@ def test_an_unreachable_cluster_is_one_line(server_env: dict[str, str]) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"treadle: cannot reach Redis at 127.0.0.1:{dead[0]},127.0.0.1:")
+
+
+def _master_of(cluster: RedisCluster, key: str) -> int:
+    def ask(*command: str) -> str:
+        return subprocess.run(
+            [cluster.cli, "-p", str(cluster.ports[0]), *command],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+
+    slot = int(ask("CLUSTER", "KEYSLOT", key))
+    # CLUSTER NODES: id host:port@bus flags master ping pong epoch state first-last ...
+    for line in ask("CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        for span in fields[8:]:
+            first, _, last = span.partition("-")
+            if first.isdigit() and int(first) <= slot <= int(last or first):
+                return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+    raise AssertionError(f"no master serves slot {slot} of {key}")
+
+
+def _timed_get(server: Server, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    started = time.monotonic()
+    response = httpx.get(server.url + path, headers=headers, timeout=15)
+    took = time.monotonic() - started
+    assert took < BOUND, f"{path} took {took:.1f} s"
+    return response
+
+
+# An answer slower than this counts as a hang (redis-py's default cluster retries held
+# requests about 5 s while a master was down; ours give up within about 0.5 s).
+BOUND = 3.0
+
+
+def test_a_lost_master_degrades_answers_and_its_return_restores_them(
+    on_cluster: Server, redis_cluster: RedisCluster
+) -> None:
+    """Last in the module: it kills the master holding the event stream, then restarts it
+    (with its slots and none of its data, like a master without persistence)."""
+    with on_cluster.client() as client:
+        owner = signup(client)
+        org_id = create_org(client, owner)["id"]
+    victim = _master_of(redis_cluster, stream_keys(on_cluster.env["TREADLE_REDIS_PREFIX"])[0])
+    redis_cluster.kill(victim)
+    try:
+        deadline = time.monotonic() + 20
+        while (ready := _timed_get(on_cluster, "/readyz")).status_code == 200:
+            assert time.monotonic() < deadline, "still ready without one master"
+            time.sleep(0.2)
+        assert ready.status_code == 503
+        assert ready.headers["retry-after"] == "2"
+        assert envelope(ready)["error"]["details"]["checks"]["redis"] == "unreachable"
+        # Requests are still answered, in bounded time, whatever Redis key they touch.
+        for _ in range(6):
+            assert _timed_get(on_cluster, "/v1/me", bearer(owner)).status_code == 200
+    finally:
+        redis_cluster.restart(victim)
+    deadline = time.monotonic() + 30
+    while _timed_get(on_cluster, "/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "not ready again after the master came back"
+        time.sleep(0.2)
+    # Events flow again: the relay writes a fresh stream, every worker's feed reads it. A
+    # feed that finds its stream lost reloads and ends its streams (resync): the client
+    # resumes, as any client would, from the start of what the server still holds.
+    params = {"organization_id": org_id, "after": "0-0"}
+    team_id = None
+    for _ in range(5):
+        with open_stream(on_cluster, bearer(owner), params) as stream:
+            if team_id is None:
+                with on_cluster.client() as client:
+                    team = client.post(
+                        "/v1/teams",
+                        json={"organization_id": org_id, "name": "t"},
+                        headers=bearer(owner),
+                    )
+                team_id = envelope(team)["data"]["id"]
+            try:
+                frame = stream.until("team.create")[-1]
+                break
+            except EOFError:
+                continue
+    else:
+        raise AssertionError("the team's event never arrived after the master came back")
+    assert frame["data"]["data"]["target_id"] == team_id

@@ -22,6 +22,8 @@ from tests.support.servers import free_port
 
 MASTERS = 3
 READY_TIMEOUT = 30.0
+# How long a master may be silent before the others count it as failed.
+NODE_TIMEOUT_MS = 2000
 
 
 def binaries() -> tuple[str, str] | str:
@@ -57,7 +59,8 @@ class RedisCluster:
     cli: str
     tmp: Path
     ports: list[int] = field(default_factory=list)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _bus_ports: dict[int, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -66,27 +69,10 @@ class RedisCluster:
     def start(self) -> None:
         self.ports = [free_port() for _ in range(MASTERS)]
         for port in self.ports:
-            node = self.tmp / str(port)
-            node.mkdir(parents=True)
-            with (node / "server.log").open("ab") as log:
-                self.procs.append(
-                    subprocess.Popen(
-                        [
-                            self.server,
-                            "--port", str(port),
-                            "--bind", "127.0.0.1",
-                            "--dir", str(node),
-                            "--cluster-enabled", "yes",
-                            "--cluster-port", str(free_port()),
-                            "--cluster-config-file", str(node / "nodes.conf"),
-                            "--cluster-node-timeout", "5000",
-                            "--save", "",
-                            "--appendonly", "no",
-                        ],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )  # fmt: skip
+            # The bus on a port of our choosing: port + 10000 may be taken, or past 65535.
+            self._bus_ports[port] = free_port()
+            (self.tmp / str(port)).mkdir(parents=True)
+            self._spawn(port)
         for port in self.ports:
             self._wait(port, lambda out: out.strip() == "PONG", "PING")
         subprocess.run(
@@ -102,11 +88,43 @@ class RedisCluster:
         for port in self.ports:
             self._wait(port, lambda out: "cluster_state:ok" in out, "CLUSTER", "INFO")
 
+    def _spawn(self, port: int) -> None:
+        node = self.tmp / str(port)
+        with (node / "server.log").open("ab") as log:
+            self.procs[port] = subprocess.Popen(
+                [
+                    self.server,
+                    "--port", str(port),
+                    "--bind", "127.0.0.1",
+                    "--dir", str(node),
+                    "--cluster-enabled", "yes",
+                    "--cluster-port", str(self._bus_ports[port]),
+                    "--cluster-config-file", str(node / "nodes.conf"),
+                    "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                    "--save", "",
+                    "--appendonly", "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one master: its slots are served by nobody until it is back."""
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(10)
+
+    def restart(self, port: int) -> None:
+        """The killed master again, with its slots (its nodes.conf) and none of its data."""
+        self._spawn(port)
+        for each in self.ports:
+            self._wait(each, lambda out: "cluster_state:ok" in out, "CLUSTER", "INFO")
+
     def _wait(self, port: int, ok: object, *command: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         out = ""
         while time.monotonic() < deadline:
-            for proc in self.procs:
+            for proc in self.procs.values():
                 if proc.poll() is not None:
                     raise RuntimeError(f"a cluster node exited with {proc.returncode}")
             done = subprocess.run(
@@ -119,15 +137,15 @@ class RedisCluster:
         raise RuntimeError(f"cluster node {port} not ready ({' '.join(command)}): {out!r}")
 
     def stop(self) -> None:
-        for proc in self.procs:
+        for proc in self.procs.values():
             proc.terminate()
-        for proc in self.procs:
+        for proc in self.procs.values():
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-        self.procs = []
+        self.procs = {}
 
 
 @pytest.fixture(scope="session")
