@@ -6,7 +6,7 @@ One treadle server (Granian, one worker) runs on 127.0.0.1. A separate process o
 (scope ``events.read``) and records, per subscriber, when each event arrived. Events are
 published at ``--rate`` per second for ``--duration`` seconds by one of two sources:
 
-- ``xadd``: entries added straight to the Redis stream ``{prefix}events`` in the relay's
+- ``xadd``: entries added straight to the Redis stream ``{prefix}{events}`` in the relay's
   own format (fields org, topic, job, run, payload; the payload copied from a real
   ``job.queued`` event). This measures stream -> each process's feed -> hub -> SSE,
   without the cost of submitting jobs.
@@ -55,6 +55,8 @@ import servers
 import sse_subscribers
 import tenants
 from http_compare import RAW, machine
+
+from treadle.bus.events import stream_keys
 
 SETUP_SEQ = "setup"
 SETUP = b'"seq":"setup"'
@@ -172,7 +174,7 @@ def _template(app: servers.Target, store: servers.Storage, org: tenants.Org) -> 
     deadline = time.monotonic() + 10
     try:
         while time.monotonic() < deadline:
-            for _, fields in stream.xrevrange(f"{store.redis_prefix}events", count=10):
+            for _, fields in stream.xrevrange(stream_keys(store.redis_prefix)[0], count=10):
                 if (
                     fields[b"topic"] == sse_subscribers.TOPIC.encode()
                     and SETUP in fields[b"payload"]
@@ -189,7 +191,7 @@ def publish_xadd(
 ) -> tuple[array[float], Counter[str]]:
     """XADD ``count`` events at ``rate`` per second; send times by sequence number."""
     client = redis.Redis.from_url(store.redis_url)
-    key = f"{store.redis_prefix}events"
+    key = stream_keys(store.redis_prefix)[0]
     sent = array("d", bytes(8 * count))
     errors: Counter[str] = Counter()
     template = fields["payload"]
@@ -369,7 +371,7 @@ def _prime(conn: Any, store: servers.Storage, fields: dict[str, bytes], expected
     """Publish unmeasured events until every subscriber has received one: every stream is
     then open end to end."""
     client = redis.Redis.from_url(store.redis_url)
-    key = f"{store.redis_prefix}events"
+    key = stream_keys(store.redis_prefix)[0]
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:

@@ -13,12 +13,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
-import redis
 from psycopg.rows import dict_row
 
 from treadle import __version__, logs
 from treadle.bus.invalidation import Invalidator
-from treadle.bus.redis import connect
+from treadle.bus.redis import UNAVAILABLE, cluster_url, connect
+from treadle.bus.redis import check_reachable as check_redis
 from treadle.embedded import EmbeddedPostgres, EmbeddedValkey
 from treadle.settings import Settings, SettingsError, secret_key_problem
 from treadle.store import users as user_store
@@ -105,17 +105,17 @@ def _check_reachable(settings: Settings) -> None:
         raise StartupError(
             f"cannot reach PostgreSQL at {_where(settings.database_url)}: {reason}"
         ) from None
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
     try:
-        client.ping()
-    except redis.RedisError as exc:
+        check_redis(settings.redis_url, 3.0)
+    except UNAVAILABLE as exc:
         raise StartupError(f"cannot reach Redis at {_where(settings.redis_url)}: {exc}") from None
-    finally:
-        client.close()
 
 
 def _where(url: str) -> str:
-    """host:port of a URL, without credentials."""
+    """host:port of a URL (of each seed node of a cluster), without credentials."""
+    cluster = cluster_url(url)
+    if cluster is not None:
+        return ",".join(f"{host}:{port}" for host, port in cluster.nodes)
     parts = urlsplit(url)
     host = parts.hostname or "local socket"
     return f"{host}:{parts.port}" if parts.port else host

@@ -158,6 +158,17 @@ class Settings:
                 "db_prepare_threshold must be -1 (never prepare) or at least 0,"
                 f" not {self.db_prepare_threshold}"
             )
+        from treadle.bus.redis import cluster_url
+
+        try:
+            cluster_url(self.redis_url)
+        except ValueError as exc:
+            raise SettingsError(f"TREADLE_REDIS_URL: {exc}") from None
+        if "{" in self.redis_prefix or "}" in self.redis_prefix:
+            # Redis Cluster hashes the first {...} of a key: the prefix would move every key.
+            raise SettingsError(
+                f"redis_prefix must not contain '{{' or '}}', not {self.redis_prefix!r}"
+            )
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, not {self.workers}")
         # Empty means "generate one into the data directory" (treadle serve does).

@@ -18,7 +18,7 @@ from tests.support.api import bearer, create_org, signup
 from tests.support.events import open_stream, ws_url
 from tests.support.servers import Server, free_port, start_server
 from tests.support.storage import own_storage
-from treadle.bus.events import _XADD_BATCH
+from treadle.bus.events import _XADD_BATCH, stream_keys
 
 
 @pytest.fixture
@@ -57,12 +57,13 @@ def test_an_event_committed_just_before_a_kill_is_delivered_once_after_restart(
     prefix = storage["TREADLE_REDIS_PREFIX"]
     client = redis.Redis.from_url(storage["TREADLE_REDIS_URL"])
     outbox_id, org, topic, payload = pending[0]
+    stream, marker, origin = stream_keys(prefix)
     half_done = client.eval(
         _XADD_BATCH,
         3,
-        f"{prefix}events",
-        f"{prefix}events:relayed",
-        f"{prefix}events:origin",
+        stream,
+        marker,
+        origin,
         1000,
         "0-0",
         outbox_id,
@@ -81,9 +82,9 @@ def test_an_event_committed_just_before_a_kill_is_delivered_once_after_restart(
         second.stop()
     assert [f["event"] for f in frames] == [row[2] for row in pending]
     assert frames[0]["id"] == half_done
-    assert client.xlen(f"{prefix}events") == len(pending)
+    assert client.xlen(stream) == len(pending)
     # Committed: the relayer's markers are gone, the one left by the dead relayer too.
-    assert client.hlen(f"{prefix}events:relayed") == 0
+    assert client.hlen(marker) == 0
     with psycopg.connect(storage["TREADLE_DATABASE_URL"]) as conn:
         relayed = conn.execute("SELECT stream_id FROM event_outbox ORDER BY id").fetchall()
     assert [row[0] for row in relayed] == [f["id"] for f in frames]

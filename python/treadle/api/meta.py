@@ -11,6 +11,7 @@ import msgspec
 import orjson
 
 from treadle import __version__
+from treadle.bus.redis import ping
 from treadle.web.errors import ApiError
 from treadle.web.metrics import Metrics
 from treadle.web.openapi import build
@@ -47,7 +48,7 @@ async def readyz(req: Request) -> Any:
     app = req.app
     results = await asyncio.gather(
         asyncio.wait_for(app.db.ping(READY_TIMEOUT), READY_TIMEOUT + 0.5),
-        asyncio.wait_for(app.redis.ping(), READY_TIMEOUT),
+        asyncio.wait_for(ping(app.redis), READY_TIMEOUT),
         return_exceptions=True,
     )
     checks = {

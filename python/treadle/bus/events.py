@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import psycopg
-from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from treadle._core import Hub, Subscription
 from treadle.background import Background
 from treadle.bus.leases import Lease, Leases
+from treadle.bus.redis import UNAVAILABLE, Client, connect, run_script, tagged
 from treadle.settings import Settings
 from treadle.store import events as outbox
 from treadle.store.db import Database
@@ -49,6 +49,17 @@ LEGACY_ORIGIN = "0-0"
 # one check may take before it is given up until the next round.
 RIGHTS_SECONDS = 0.5
 RIGHTS_TIMEOUT = 2.0
+
+
+def stream_keys(prefix: str) -> tuple[str, str, str]:
+    """The stream, its relay markers (a hash), and its origin: the relay's script
+    touches all three, so they share one hash tag (one Redis Cluster slot). Before the tag,
+    the stream was ``{prefix}events``: a process upgraded in place starts a fresh stream,
+    which feeds and resuming clients take as a gap (PostgreSQL keeps every event; the old
+    stream stays until deleted: ``DEL {prefix}events {prefix}events:origin``)."""
+    base = tagged(prefix, "events")
+    return base, f"{base}:relayed", f"{base}:origin"
+
 
 # One XADD per outbox row, ever, for a whole batch in one call: the marker hash (KEYS[2])
 # maps each outbox id relayed to its stream id. A relayer that dies between this call and
@@ -90,13 +101,11 @@ class Relay(Background):
     """Moves pending outbox rows to the stream when PostgreSQL notifies, or every second:
     a batch at a time, each one transaction, one script call and one statement."""
 
-    def __init__(self, settings: Settings, db: Database, redis: Redis) -> None:
+    def __init__(self, settings: Settings, db: Database, redis: Client) -> None:
         self.url = settings.database_url
         self.db = db
         self.redis = redis
-        self.stream = f"{settings.redis_prefix}events"
-        self.marker = f"{settings.redis_prefix}events:relayed"
-        self.origin = f"{settings.redis_prefix}events:origin"
+        self.stream, self.marker, self.origin = stream_keys(settings.redis_prefix)
         self.maxlen = settings.event_stream_max
         self.script = redis.register_script(_XADD_BATCH)
         # Markers may be left behind by a relayer that died after its commit.
@@ -129,7 +138,7 @@ class Relay(Background):
                 while await self.relay_pending() == RELAY_BATCH:
                     pass
                 backoff = 0.5
-            except (RedisError, OSError):
+            except UNAVAILABLE:
                 # Redis away: the transaction rolled back, the rows wait for the next pass.
                 self._sweep = True
                 await asyncio.sleep(backoff)
@@ -159,14 +168,17 @@ class Relay(Background):
                     str(row["run_id"] or ""),
                     bytes(row["payload"]),
                 )
-            stream_ids = await self.script(keys=[self.stream, self.marker, self.origin], args=args)
+            # Safe to send twice (run_script may): the markers make each row one XADD.
+            (stream_ids,) = await run_script(
+                self.redis, self.script, [([self.stream, self.marker, self.origin], args)]
+            )
             await outbox.mark_relayed(
                 conn,
                 [(row["id"], _text(sid)) for row, sid in zip(rows, stream_ids, strict=True)],
             )
         try:
             await self.redis.hdel(self.marker, *(row["id"] for row in rows))
-        except (RedisError, OSError):
+        except UNAVAILABLE:
             self._sweep = True  # committed: the markers are only litter now
         return len(rows)
 
@@ -194,17 +206,12 @@ class Feed(Background):
 
     def __init__(self, settings: Settings, events: Events) -> None:
         self.events = events
-        self.stream = f"{settings.redis_prefix}events"
-        self.origin_key = f"{settings.redis_prefix}events:origin"
+        self.stream, _, self.origin_key = stream_keys(settings.redis_prefix)
         # The origin of the stream the hub was loaded from (None: no stream then).
         self.origin: str | None = None
         # Its own client: a blocking read outlasts the shared client's 2 s socket timeout.
-        self.client = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=BLOCK_MS / 1000 + 5,
-            socket_connect_timeout=1.0,
-            retry_on_timeout=False,
-        )
+        # On a cluster it is a cluster client too: XREAD goes to the node of the stream's slot.
+        self.client = connect(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
 
     async def run(self) -> None:
         backoff = 0.5
@@ -231,11 +238,11 @@ class Feed(Background):
                         break
                 backoff = 0.5
             except Exception as exc:
-                if not isinstance(exc, RedisError | OSError):
+                if not isinstance(exc, UNAVAILABLE):
                     log.exception("event feed failed")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*UNAVAILABLE):
                     horizon = await self._horizon()
                     if last is not None and (
                         (horizon is not None and _newer(horizon, last)) or await self._recreated()
@@ -384,7 +391,7 @@ class _Stream:
 class Events:
     """This process's live events: the hub, the feed filling it, the relay, the streams."""
 
-    def __init__(self, settings: Settings, db: Database, redis: Redis) -> None:
+    def __init__(self, settings: Settings, db: Database, redis: Client) -> None:
         self.settings = settings
         self.db = db
         self.hub: Hub | None = None

@@ -12,10 +12,10 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.client import PubSub
 
 from treadle.background import Background
+from treadle.bus.redis import UNAVAILABLE, Client, pubsub
 from treadle.store.db import after_commit
 
 log = logging.getLogger("treadle.bus")
@@ -24,7 +24,7 @@ Listener = Callable[[str], object]
 
 
 class Invalidator(Background):
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Client, prefix: str) -> None:
         self.redis = redis
         self.channel = f"{prefix}invalidate"
         self._listeners: dict[str, list[Listener]] = {}
@@ -44,7 +44,7 @@ class Invalidator(Background):
         self._deliver(f"{kind}:{ident}")
         try:
             await self.redis.publish(self.channel, f"{kind}:{ident}")
-        except RedisError:
+        except UNAVAILABLE:
             # The caches' own expiry bounds how long other processes can lag.
             log.warning("invalidation not published; other processes catch up on expiry")
 
@@ -55,19 +55,21 @@ class Invalidator(Background):
 
     async def run(self) -> None:
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            subscriber: PubSub | None = None
             try:
-                await pubsub.subscribe(self.channel)
+                subscriber = await pubsub(self.redis)
+                await subscriber.subscribe(self.channel)
                 # Whatever changed while we were not listening is unknown: start clean.
                 for clear in self._clearers:
                     clear()
                 self.ready.set()
-                async for message in pubsub.listen():
+                async for message in subscriber.listen():
                     if message["type"] == "message":
                         self._deliver(message["data"].decode())
-            except (RedisError, OSError):
+            except UNAVAILABLE:
                 self.ready.clear()
                 await asyncio.sleep(0.5)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if subscriber is not None:
+                    with contextlib.suppress(Exception):
+                        await subscriber.aclose()  # type: ignore[no-untyped-call]

@@ -16,10 +16,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from treadle.background import Background
+from treadle.bus.redis import UNAVAILABLE, Client, tagged
 
 log = logging.getLogger("treadle.events")
 
@@ -74,13 +72,16 @@ class Leases(Background):
     """This process's leases, renewed in one Redis call per ``RENEW_SECONDS``."""
 
     def __init__(
-        self, redis: Redis, prefix: str, per_principal: int, per_org: int, per_process: int
+        self, redis: Client, prefix: str, per_principal: int, per_org: int, per_process: int
     ) -> None:
         self.redis = redis
         # Streams hold connection slots for as long as they are open: this process lets them
         # take at most this many, so that API requests always find slots of their own.
         self.per_process = per_process
-        self.prefix = f"{prefix}streams:"
+        # Both scripts touch the sets of many principals and organizations: one hash tag
+        # puts them all in one Redis Cluster slot. (Before the tag they were
+        # ``{prefix}streams:``; leases of processes not yet upgraded lapse in LEASE_SECONDS.)
+        self.prefix = f"{tagged(prefix, 'streams')}:"
         self.per_principal = per_principal
         self.per_org = per_org
         self.acquire_script = redis.register_script(_ACQUIRE)
@@ -102,7 +103,7 @@ class Leases(Background):
                 keys=self._keys(lease),
                 args=[lease.member, self.per_principal, self.per_org, LEASE_SECONDS],
             )
-        except (RedisError, OSError):
+        except UNAVAILABLE:
             refused = self._local_refusal(lease)
         if refused:
             return "principal" if int(refused) == 1 else "organization"
@@ -136,7 +137,7 @@ class Leases(Background):
             pipe.zrem(principal_key, lease.member)
             pipe.zrem(org_key, lease.member)
             await pipe.execute()
-        except (RedisError, OSError):
+        except UNAVAILABLE:
             pass  # the lease lapses on its own
 
     async def renew(self) -> None:
@@ -155,7 +156,7 @@ class Leases(Background):
             await asyncio.sleep(RENEW_SECONDS)
             try:
                 await self.renew()
-            except (RedisError, OSError):
+            except UNAVAILABLE:
                 log.warning("stream leases not renewed: Redis is not answering")
 
     async def stop(self) -> None:

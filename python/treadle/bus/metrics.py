@@ -9,10 +9,9 @@ import os
 import time
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from treadle.background import Background
+from treadle.bus.redis import UNAVAILABLE, Client
 from treadle.web.metrics import Metrics
 
 PUSH_SECONDS = 2.0
@@ -20,7 +19,7 @@ STALE_SECONDS = 30
 
 
 class SharedMetrics(Background):
-    def __init__(self, redis: Redis, prefix: str, metrics: Metrics) -> None:
+    def __init__(self, redis: Client, prefix: str, metrics: Metrics) -> None:
         self.redis = redis
         self.key = f"{prefix}metrics"
         self.metrics = metrics
@@ -29,7 +28,7 @@ class SharedMetrics(Background):
     async def run(self) -> None:
         while True:
             await asyncio.sleep(PUSH_SECONDS)
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*UNAVAILABLE):
                 await self.publish()
 
     async def publish(self) -> None:
@@ -39,7 +38,7 @@ class SharedMetrics(Background):
     async def everywhere(self) -> list[list[list[object]]]:
         """Every live process's series; this process's own are always fresh."""
         snapshots = [self.metrics.snapshot()]
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*UNAVAILABLE):
             for pid, raw in (await self.redis.hgetall(self.key)).items():
                 entry = orjson.loads(raw)
                 if pid != self.pid and time.time() - entry["at"] < STALE_SECONDS:

@@ -8,11 +8,10 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from treadle import clock
 from treadle._core import keyed_hash, random_token
+from treadle.bus.redis import UNAVAILABLE, Client
 from treadle.services import audit
 from treadle.services.mail import Mail
 from treadle.services.passwords import Passwords, check_new
@@ -59,7 +58,7 @@ class Accounts:
         self,
         settings: Settings,
         db: Database,
-        redis: Redis,
+        redis: Client,
         sessions: Sessions,
         passwords: Passwords,
         mail: Mail,
@@ -165,7 +164,7 @@ class Accounts:
             if count > self.settings.login_max_failures:
                 ttl = await self.redis.ttl(key)
                 raise _locked(ttl if ttl > 0 else seconds)
-        except RedisError:
+        except UNAVAILABLE:
             pass
 
     def _key(self, kind: str, email: str) -> str:
@@ -322,7 +321,7 @@ class Accounts:
             return bool(
                 await self.redis.set(self._key(f"mail-{kind}", email), 1, nx=True, ex=MAIL_INTERVAL)
             )
-        except RedisError:
+        except UNAVAILABLE:
             return True
 
     # -- platform admin ------------------------------------------------------------------

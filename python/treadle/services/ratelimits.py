@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from treadle import _core
 from treadle.bus.invalidation import Invalidator
+from treadle.bus.redis import UNAVAILABLE, Client
 from treadle.cache import MISSING, TTLCache
 from treadle.services.principal import Principal
 from treadle.settings import Settings, parse_rate
@@ -49,7 +49,7 @@ class Policy:
 
 
 class RateLimits:
-    def __init__(self, settings: Settings, db: Database, redis: Redis, bus: Invalidator) -> None:
+    def __init__(self, settings: Settings, db: Database, redis: Client, bus: Invalidator) -> None:
         self.db = db
         self.redis = redis
         self.prefix = f"{settings.redis_prefix}rl:"
@@ -178,7 +178,7 @@ class RateLimits:
             except NoScriptError:
                 self._sha = await self.redis.script_load(_core.GCRA_LUA)
                 result = await self.redis.evalsha(self._sha, 1, self.prefix + key, *args)
-        except (RedisError, OSError):
+        except UNAVAILABLE:
             self._redis_down_until = time.monotonic() + RETRY_SHARED_SECONDS
             return None
         allowed, limit, remaining, reset_us, retry_us = (int(v) for v in result)
