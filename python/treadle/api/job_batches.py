@@ -65,34 +65,6 @@ class HeartbeatItem(Heartbeat, kw_only=True):
     id: UUID
 
 
-def _items(kind: type) -> Any:
-    """Items documented as ``kind``; any other item is answered with its own error, not
-    refused with the batch, so the document admits it too."""
-    return Annotated[
-        list[kind],  # type: ignore[valid-type]
-        msgspec.Meta(
-            min_length=1,
-            max_length=MAX_ITEMS,
-            extra_json_schema={
-                "items": {"anyOf": [{"$ref": f"#/components/schemas/{kind.__name__}"}, {}]},
-                "description": f"each a {kind.__name__}; an item that is not fails alone",
-            },
-        ),
-    ]
-
-
-class CompleteBatch(msgspec.Struct, forbid_unknown_fields=True):
-    items: _items(CompleteItem)  # type: ignore[valid-type]
-
-
-class FailBatch(msgspec.Struct, forbid_unknown_fields=True):
-    items: _items(FailItem)  # type: ignore[valid-type]
-
-
-class HeartbeatBatch(msgspec.Struct, forbid_unknown_fields=True):
-    items: _items(HeartbeatItem)  # type: ignore[valid-type]
-
-
 class Items(msgspec.Struct, forbid_unknown_fields=True):
     """What the kernel decodes of a worker batch: each item is decoded on its own, so that
     one invalid item fails alone."""
@@ -212,7 +184,7 @@ ORGANIZATION = Param(
 )
 
 
-def _worker_route(path: str, handler: Any, summary: str, documented: type) -> Route:
+def _worker_route(path: str, handler: Any, summary: str, item: type) -> Route:
     return Route(
         "POST",
         path,
@@ -221,7 +193,7 @@ def _worker_route(path: str, handler: Any, summary: str, documented: type) -> Ro
         "jobs",
         auth="any",
         body=Items,
-        documented_body=documented,
+        item=item,
         response=list[JobOutcome],
         params=(ORGANIZATION,),
         permission="jobs:work",
@@ -250,18 +222,18 @@ ROUTES = [
         "/v1/jobs/complete",
         complete,
         "Workers: finish up to 1,000 leased jobs with their results and usage",
-        CompleteBatch,
+        CompleteItem,
     ),
     _worker_route(
         "/v1/jobs/fail",
         fail,
         "Workers: report up to 1,000 failed attempts (retried with backoff, then dead)",
-        FailBatch,
+        FailItem,
     ),
     _worker_route(
         "/v1/jobs/heartbeat",
         heartbeat,
         "Workers: extend the leases on up to 1,000 jobs you hold",
-        HeartbeatBatch,
+        HeartbeatItem,
     ),
 ]

@@ -62,9 +62,9 @@ class Route:
     storage: bool = True
     # A batch route's body may be larger (settings max_batch_body_bytes and _nodes).
     batch: bool = False
-    # The body as the OpenAPI document shows it, when the handler decodes parts of ``body``
-    # itself (batch items, each refused on its own).
-    documented_body: type | None = None
+    # A batch body ``{"items": [...]}`` whose items the handler decodes one by one (each
+    # refused on its own): the type each item should have, for the OpenAPI document.
+    item: type | None = None
 
     @property
     def idempotent(self) -> Idempotency:
