@@ -26,6 +26,9 @@ from tests.support.api import bearer, envelope, signup
 from tests.support.servers import Server, free_port
 from treadle._core import derive_key, jwt_encode
 
+# Two uvicorn processes beside a treadle: 6-14 s on the shared two-core machine.
+pytestmark = pytest.mark.slow
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 VARIANTS = ("select", "cache")
 
