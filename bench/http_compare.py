@@ -7,13 +7,19 @@ its own free port on 127.0.0.1:
 - treadle as shipped (access log on),
 - treadle with ``TREADLE_ACCESS_LOG=false``,
 
-signs up one user for a JWT, then runs the rounds: in every round, for ``GET /healthz``
-and for ``GET /v1/me``, wrk drives the bare app, then treadle, then treadle without the
-access log, so machine noise lands on all of them alike. It prints the median req/s and
-p50/p99 latency over the rounds and the ratio treadle / bare, and writes every wrk report
-to ``bench/raw/``.
+and, beside Granian, the FastAPI peers of ``GET /v1/me`` (``bench/peers/``, on uvicorn with
+the same worker count): one ``SELECT`` per request, and caches invalidated through Redis.
+
+It signs up one user for a JWT and makes an organization with one API key, then runs the
+rounds: in every round, for each case (``GET /healthz``; ``GET /v1/me`` with the JWT;
+``GET /v1/me`` with the API key), wrk drives the bare app, then treadle, then treadle
+without the access log, then (``GET /v1/me`` with the JWT only) each peer, so machine noise
+lands on all of them alike. It prints the median req/s and p50/p99 latency over the rounds,
+the ratio to the bare app, and treadle / FastAPI peer (cache) on ``GET /v1/me``; it writes
+every wrk report to ``bench/raw/``.
 
     .venv/bin/python bench/http_compare.py [--workers 1] [--rounds 5] [--duration 5]
+        [--peers select,cache]
 
 PostgreSQL and Redis: ``--database-url`` / ``--redis-url``, else
 ``TREADLE_BENCH_DATABASE_URL`` / ``TREADLE_BENCH_REDIS_URL``, else embedded servers in a
@@ -36,19 +42,36 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import noise
 import profiling
 import servers
+import tenants
 import wrk
 from servers import Target
 
 BENCH = Path(__file__).resolve().parent
 RAW = BENCH / "raw"
-ENDPOINTS = ("/healthz", "/v1/me")
+# What treadle / the peer should at least reach on GET /v1/me with a JWT (issue 9).
+PEER_TARGET = 6.0
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # as the table shows it
+    path: str
+    credential: str  # "jwt" or "key": which Authorization header wrk sends
+    peers: bool = False  # whether the FastAPI peers serve it too
+
+
+CASES = (
+    Case("/healthz", "/healthz", "jwt"),
+    Case("/v1/me", "/v1/me", "jwt", peers=True),
+    Case("/v1/me (API key)", "/v1/me", "key"),
+)
 
 
 @dataclass
@@ -124,6 +147,13 @@ def _parser() -> argparse.ArgumentParser:
         default=["granian", "robyn"],
         help="comma-separated: granian,robyn",
     )
+    p.add_argument(
+        "--peers",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=["select", "cache"],
+        help="FastAPI peers of GET /v1/me to run beside Granian (comma-separated:\n"
+        "select,cache; empty for none)",
+    )
     p.add_argument("--database-url", default=os.environ.get("TREADLE_BENCH_DATABASE_URL", ""))
     p.add_argument("--redis-url", default=os.environ.get("TREADLE_BENCH_REDIS_URL", ""))
     p.add_argument(
@@ -164,6 +194,9 @@ def bench_server(
         servers.treadle(kind, args.workers, store, tmp, access_log=True),
         servers.treadle(kind, args.workers, store, tmp, access_log=False),
     ]
+    if kind == "granian":
+        # Against bare Granian, as every other row of this table.
+        targets += [servers.peer(v, args.workers, store, tmp) for v in args.peers]
     notes: list[str] = []
     runs: list[dict[str, Any]] = report.setdefault("runs", [])
     try:
@@ -178,30 +211,44 @@ def bench_server(
                 print("\n".join("    " + line for line in tail), flush=True)
         live = [t for t in targets if t.running]
         treadles = [t for t in live if t.is_treadle]
-        headers: dict[str, str] = {}
+        credentials: dict[str, dict[str, str]] = {"jwt": {}, "key": {}}
         if treadles:
             token = servers.signup(treadles[0])
-            headers = {"authorization": f"Bearer {token}"}
-            for t in treadles:
-                servers.check(t, "/v1/me", headers)
-        # The bare app answers every path alike: one row, measured before each endpoint.
-        bare_rows = {t.name: Row(t, "/") for t in live if not t.is_treadle}
-        rows = {(t.name, ep): Row(t, ep) for ep in ENDPOINTS for t in treadles}
+            key = tenants.organization(treadles[0], token, [["jobs.read"]]).keys[0]
+            credentials = {
+                "jwt": {"authorization": f"Bearer {token}"},
+                "key": {"authorization": f"Bearer {key}"},
+            }
+            for t in live:
+                if t.is_treadle or t.is_peer:
+                    servers.check(t, "/v1/me", credentials["jwt"])
+                if t.is_treadle:
+                    servers.check(t, "/v1/me", credentials["key"])
+        # The bare app answers every path alike: one row, measured before each case.
+        bare_rows = {t.name: Row(t, "/") for t in live if not (t.is_treadle or t.is_peer)}
+        rows = {(t.name, c.name): Row(t, c.name) for c in CASES for t in live if _serves(t, c)}
         meter = noise.Meter(lambda: [t.proc.pid for t in live if t.proc is not None])
         for t in live:
-            for ep in ENDPOINTS if t.is_treadle else ("/",):
-                wrk.run(
-                    t.url + ep,
-                    duration=args.warmup,
-                    threads=args.threads,
-                    connections=args.connections,
-                    headers=headers,
-                )
+            for case in CASES:
+                if t.name in bare_rows or _serves(t, case):
+                    path = "/" if t.name in bare_rows else case.path
+                    wrk.run(
+                        t.url + path,
+                        duration=args.warmup,
+                        threads=args.threads,
+                        connections=args.connections,
+                        headers=credentials[case.credential],
+                    )
+                if t.name in bare_rows:
+                    break
         for n in range(1, args.rounds + 1):
-            for ep in ENDPOINTS:
+            for case in CASES:
                 bare_rps: float | None = None
                 for t in live:
-                    path = ep if t.is_treadle else "/"
+                    bare = t.name in bare_rows
+                    if not (bare or _serves(t, case)):
+                        continue
+                    path = "/" if bare else case.path
                     waited = noise.wait_quiet(meter, args.quiet, args.quiet_wait)
                     meter.start()
                     result, raw = wrk.run(
@@ -209,19 +256,20 @@ def bench_server(
                         duration=args.duration,
                         threads=args.threads,
                         connections=args.connections,
-                        headers=headers if t.is_treadle else None,
+                        headers=None if bare else credentials[case.credential],
                     )
                     run = Run(result, meter.stop())
-                    if t.is_treadle:
-                        run.vs_bare = result.rps / bare_rps if bare_rps else None
-                        rows[(t.name, ep)].runs.append(run)
-                    else:
+                    if bare:
                         bare_rps = result.rps
                         bare_rows[t.name].runs.append(run)
+                    else:
+                        run.vs_bare = result.rps / bare_rps if bare_rps else None
+                        rows[(t.name, case.name)].runs.append(run)
                     runs.append(
                         {
                             "server": kind,
                             "target": t.name,
+                            "case": "/" if bare else case.name,
                             "endpoint": path,
                             "round": n,
                             **result.as_dict(),
@@ -232,15 +280,16 @@ def bench_server(
                         }
                     )
                     print(
-                        f"  round {n}/{args.rounds} {t.label:<36} {path:<9}"
+                        f"  round {n}/{args.rounds} {t.label:<36} {'/' if bare else case.name:<16}"
                         f" {result.rps:>10,.0f} req/s  p50 {result.p50_ms:.2f} ms"
                         f"  p99 {result.p99_ms:.2f} ms  others {_cores(run.others)}",
                         flush=True,
                     )
         for t in live if args.profile else ():
-            path = "/v1/me" if t.is_treadle else "/"
+            bare = t.name in bare_rows
             out = RAW / f"profile-{t.name}-{stamp}"
-            summary = profiling.record(t, path, headers if t.is_treadle else {}, args, out)
+            path, headers = ("/", {}) if bare else ("/v1/me", credentials["jwt"])
+            summary = profiling.record(t, path, headers, args, out)
             report.setdefault("profiles", {})[t.name] = summary
             print(summary["text"], flush=True)
         return [*bare_rows.values(), *rows.values()], notes
@@ -249,8 +298,13 @@ def bench_server(
             target.stop()
 
 
+def _serves(target: Target, case: Case) -> bool:
+    return target.is_treadle or (target.is_peer and case.peers)
+
+
 def table(kind: str, rows: list[Row], notes: list[str]) -> str:
-    bare = next((r for r in rows if not r.target.is_treadle and r.runs), None)
+    bare = next((r for r in rows if not (r.target.is_treadle or r.target.is_peer)), None)
+    bare = bare if bare is not None and bare.runs else None
     lines = [
         f"\n### {kind.capitalize()}",
         "",
@@ -275,8 +329,28 @@ def table(kind: str, rows: list[Row], notes: list[str]) -> str:
                 f"{row.target.label} {row.endpoint}: {row.failures} non-2xx answers or socket"
                 " errors; its figures do not measure the same work (see the raw wrk output)"
             )
-    lines += ["", *(f"- {note}" for note in notes)]
+    lines += ["", *_peer_ratios(rows), *(f"- {note}" for note in notes)]
     return "\n".join(lines).rstrip()
+
+
+def _peer_ratios(rows: list[Row]) -> list[str]:
+    """treadle / FastAPI peer (cache) on GET /v1/me with a JWT: the ratio of the medians,
+    and the median of the ratios within a round (the two runs closest in time)."""
+    me = {r.target.name: r for r in rows if r.endpoint == "/v1/me" and r.runs}
+    peer = me.get("peer-cache")
+    lines = []
+    for row in me.values() if peer is not None else ():
+        if not row.target.is_treadle:
+            continue
+        per_round = [a.result.rps / b.result.rps for a, b in zip(row.runs, peer.runs, strict=False)]
+        ratio = row.median("rps") / peer.median("rps")
+        verdict = "meets" if ratio >= PEER_TARGET else "misses"
+        lines.append(
+            f"{row.target.label} / {peer.target.label}, GET /v1/me with a JWT:"
+            f" **{ratio:.2f}x** (per round {statistics.median(per_round):.2f}x;"
+            f" {verdict} the {PEER_TARGET:g}x target)"
+        )
+    return [*lines, ""] if lines else []
 
 
 def _ratio(value: float | None) -> str:
@@ -298,11 +372,21 @@ def machine(store: servers.Storage) -> dict[str, Any]:
         "python": platform.python_version(),
         "granian": version("granian"),
         "robyn": version("robyn"),
+        "fastapi": _version("fastapi"),
+        "uvicorn": _version("uvicorn"),
+        "pyjwt": _version("PyJWT"),
         "treadle": f"{version('treadle')} (_core {_core.__version__}, commit {_commit()})",
         "wrk": wrk.version(),
     }
     info.update(store.versions())
     return info
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _commit() -> str:
@@ -330,9 +414,16 @@ def print_header(info: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"method   workers={args.workers}, wrk -t{args.threads} -c{args.connections}"
         f" -d{args.duration:g}s --latency, {args.rounds} interleaved rounds after a"
-        f" {args.warmup:g}s warm-up; medians over rounds\n",
+        f" {args.warmup:g}s warm-up; medians over rounds",
         flush=True,
     )
+    if args.peers and "granian" in args.servers:
+        print(
+            f"peers    FastAPI on uvicorn --workers {args.workers} (uvloop, httptools, no access"
+            f" log), sessions: {', '.join(args.peers)}",
+            flush=True,
+        )
+    print(flush=True)
 
 
 if __name__ == "__main__":

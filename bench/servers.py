@@ -112,6 +112,8 @@ class Target:
     ready_path: str
     is_treadle: bool
     log_dir: Path
+    # Another framework serving treadle's GET /v1/me (bench/peers/): measured on that route.
+    is_peer: bool = field(default=False, kw_only=True)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
@@ -231,8 +233,9 @@ def treadle(kind: str, workers: int, store: Storage, tmp: Path, *, access_log: b
         "TREADLE_ARGON2_MEMORY_KIB": "8192",
         # One token must outlive the whole run.
         "TREADLE_ACCESS_TOKEN_TTL": "7200",
-        # One user sends every request: the limit check runs, but never refuses.
+        # One user (or key) sends every request: the limit check runs, but never refuses.
         "TREADLE_RATE_LIMIT_USER": "1000000/1",
+        "TREADLE_RATE_LIMIT_API_KEY": "1000000/1",
     }
     if not access_log:
         env["TREADLE_ACCESS_LOG"] = "false"
@@ -250,6 +253,41 @@ def treadle(kind: str, workers: int, store: Storage, tmp: Path, *, access_log: b
     ]
     label = f"treadle ({kind})" + ("" if access_log else ", access log off")
     return Target(name, label, argv, env, "/healthz", True, tmp)
+
+
+def peer(variant: str, workers: int, store: Storage, tmp: Path) -> Target:
+    """The FastAPI peer of GET /v1/me (``bench/peers/``) on uvicorn, sessions checked by
+    ``variant``: ``select`` (a query per request) or ``cache`` (invalidated through Redis)."""
+    env = {
+        "TREADLE_DATABASE_URL": store.database_url,
+        "TREADLE_REDIS_URL": store.redis_url,
+        "TREADLE_REDIS_PREFIX": store.redis_prefix,
+        "TREADLE_SECRET_KEY": store.secret_key,
+        "PEER_SESSIONS": variant,
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(BENCH),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "peers.fastapi_me:app",
+    ]
+    label = f"FastAPI peer ({variant})"
+    return Target(f"peer-{variant}", label, argv, env, "/healthz", False, tmp, is_peer=True)
 
 
 def signup(target: Target) -> str:
