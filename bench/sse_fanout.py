@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "TREADLE_RATE_LIMIT_API_KEY": "100000000/60",
                     "TREADLE_RATE_LIMIT_USER": "100000000/60",
+                    # Every subscriber uses the same key: caps that admit them all.
+                    "TREADLE_EVENT_STREAMS_PER_PRINCIPAL": str(100 * args.subscribers),
+                    "TREADLE_EVENT_STREAMS_PER_ORGANIZATION": str(100 * args.subscribers),
                 }
             )
             error = app.start()
