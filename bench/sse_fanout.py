@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "TREADLE_RATE_LIMIT_API_KEY": "100000000/60",
                     "TREADLE_RATE_LIMIT_USER": "100000000/60",
+                    # Every subscriber uses the same key: caps that admit them all.
+                    "TREADLE_EVENT_STREAMS_PER_PRINCIPAL": str(100 * args.subscribers),
+                    "TREADLE_EVENT_STREAMS_PER_ORGANIZATION": str(100 * args.subscribers),
+                    **dict(item.split("=", 1) for item in args.server_env),
                 }
             )
             error = app.start()
@@ -152,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="treadle's access log (default: on, as shipped)",
+    )
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="TREADLE_X=VALUE",
+        help="a setting for the server (repeatable), e.g. TREADLE_EVENT_WAKE_MS=0",
     )
     p.add_argument("--database-url", default=os.environ.get("TREADLE_BENCH_DATABASE_URL", ""))
     p.add_argument("--redis-url", default=os.environ.get("TREADLE_BENCH_REDIS_URL", ""))

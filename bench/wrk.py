@@ -40,6 +40,8 @@ def available() -> bool:
 
 def version() -> str:
     # wrk -v prints its version and then the usage text, and exits 1.
+    if not available():
+        return "not installed"
     out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     return (out.stdout or out.stderr).splitlines()[0].strip()
 

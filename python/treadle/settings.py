@@ -98,6 +98,9 @@ class Settings:
     event_ring_size: int = 10_000
     event_queue_size: int = 1_000
     event_keepalive_seconds: float = 15.0
+    # streams are woken in rounds at least this far apart, each send carrying what
+    # arrived meanwhile (see treadle.bus.pacer)
+    event_wake_ms: float = 10.0
     event_outbox_keep_hours: int = 24
     # open event streams (SSE and WebSocket) per principal and per organization, counted
     # across processes in Redis
@@ -140,6 +143,10 @@ class Settings:
         for name in ("mail_keep_days", "platform_audit_keep_days"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 0 <= self.event_wake_ms <= 1000:
+            raise SettingsError(
+                f"event_wake_ms must be between 0 and 1000 (milliseconds), not {self.event_wake_ms}"
+            )
         if self.password_hash_concurrency < 0 or self.password_hash_queue < 0:
             raise SettingsError("password_hash_concurrency and password_hash_queue must be >= 0")
         from treadle.web.client_address import parse_trusted

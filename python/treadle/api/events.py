@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,10 +145,10 @@ async def _subscribe(req: Request, job_id: str | None) -> _Opened:
 
 
 def _sse(item: Item) -> bytes:
+    if isinstance(item, list):
+        return b"".join([frame for _event_id, frame in item])
     if item is None:
         return b": keep-alive\n\n"
-    if isinstance(item, list):
-        return b"".join(frame for _event_id, frame in item)
     if isinstance(item, Gap):
         return b"event: gap\ndata: %s\n\n" % orjson.dumps(_gap(item))
     return b"event: error\ndata: %s\n\n" % orjson.dumps(
@@ -164,20 +164,14 @@ def _gap(gap: Gap) -> dict[str, str]:
     }
 
 
-async def _sse_stream(events: Events, opened: _Opened) -> AsyncIterator[bytes]:
-    listen = events.listen(opened.sub, opened.after, opened.rights, opened.lease)
-    async with contextlib.aclosing(listen) as items:
-        async for item in items:
-            yield _sse(item)
-
-
 async def _sse_response(req: Request, job_id: str | None) -> Response:
     opened = await _subscribe(req, job_id)
     return Response(
         200,
         headers=SSE_HEADERS,
         content_type="text/event-stream",
-        stream=_sse_stream(req.app.events, opened),
+        # The server closes the stream (aclose) when it ends or the client leaves.
+        stream=req.app.events.listen(opened.sub, opened.after, _sse, opened.rights, opened.lease),
     )
 
 
@@ -210,10 +204,10 @@ async def _write(ws: WebSocket, events: Events, opened: _Opened) -> None:
     # The transport's send waits for the socket: a client that stops reading stalls it,
     # its queue in the hub overflows meanwhile, and it gets slow_consumer once it reads.
     stall = max(MIN_STALL_SECONDS, 2 * events.settings.event_keepalive_seconds)
-    listen = events.listen(opened.sub, opened.after, opened.rights, opened.lease)
-    async with contextlib.aclosing(listen) as items:
-        async for item in items:
-            for message in _messages(item):
+    listen = events.listen(opened.sub, opened.after, _messages, opened.rights, opened.lease)
+    async with contextlib.aclosing(listen) as batches:
+        async for messages in batches:
+            for message in messages:
                 await asyncio.wait_for(ws.send_text(message), stall)
 
 

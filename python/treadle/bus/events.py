@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Hashable
+from collections.abc import AsyncGenerator, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from redis.exceptions import ResponseError
@@ -22,6 +23,7 @@ from redis.exceptions import ResponseError
 from treadle._core import Hub, Subscription
 from treadle.background import Background
 from treadle.bus.leases import Lease, Leases
+from treadle.bus.pacer import Pacer
 from treadle.bus.redis import UNAVAILABLE, Client, connect, run_script, tagged
 from treadle.settings import Settings
 from treadle.store import events as outbox
@@ -359,8 +361,9 @@ class End:
     message: str
 
 
-# What listen() yields: events, a gap, the end, or None for a keep-alive.
+# What listen() hands its encoder: events, a gap, the end, or None for a keep-alive.
 Item = list[tuple[str, bytes]] | Gap | End | None
+T = TypeVar("T")
 
 
 class Guard(Protocol):
@@ -405,6 +408,7 @@ class Events:
             settings.event_streams_per_process or settings.connections_per_worker // 2,
         )
         self._streams: set[_Stream] = set()
+        self._pacer = Pacer(settings.event_wake_ms / 1000)
         self._stopping = False
         self._loaded = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
@@ -496,42 +500,45 @@ class Events:
         self,
         sub: Subscription,
         after: str | None,
+        encode: Callable[[Item], T],
         guard: Guard | None = None,
         lease: Lease | None = None,
-    ) -> AsyncGenerator[Item, None]:
-        """The subscription's events in batches (SSE frames); ``None`` when a keep-alive
-        is due; a final ``End`` when the subscriber fell behind, lost the right to the
-        stream (``guard``) or the server stops. ``lease`` is given back at the end."""
+    ) -> AsyncGenerator[T, None]:
+        """The subscription's items, each as ``encode`` makes it: events in batches (SSE
+        frames); ``None`` when a keep-alive is due; a final ``End`` when the subscriber
+        fell behind, lost the right to the stream (``guard``) or the server stops.
+        ``lease`` is given back at the end. Encoding here, rather than in a generator
+        around this one, saves a generator resumption per wake of every stream."""
         stream = _Stream(asyncio.Event(), asyncio.current_task(), guard)
         if lease is not None:
             lease.started = True
         self._streams.add(stream)
         # The hub calls wakers on the publishing thread, which is this loop's (the feed
-        # publishes from it): setting the event directly needs no thread hand-off.
-        sub.set_waker(stream.wake.set)
+        # publishes from it): the pacer needs no thread hand-off.
+        sub.set_waker(partial(self._pacer.ready, stream.wake.set))
         last = after
         try:
             if sub.gap:
-                yield Gap(after or "0-0")
+                yield encode(Gap(after or "0-0"))
             while True:
                 if stream.end is not None:
                     unauthorized = stream.end.code == UNAUTHORIZED
-                    yield stream.end if unauthorized else _resume(stream.end, last)
+                    yield encode(stream.end if unauthorized else _resume(stream.end, last))
                     return
                 stream.wake.clear()
                 items = sub.drain()
                 if items:
                     last = items[-1][0]
                     stream.quiet = False
-                    yield items
+                    yield encode(items)
                     continue
                 if sub.overflowed:
-                    yield _resume(End("slow_consumer", _SLOW), last)
+                    yield encode(_resume(End("slow_consumer", _SLOW), last))
                     return
                 if stream.tick:
                     stream.tick = False
                     if stream.quiet:
-                        yield None
+                        yield encode(None)
                     stream.quiet = True
                     continue
                 await stream.wake.wait()
