@@ -18,8 +18,8 @@ from treadle.api.jobs import (
     Heartbeat,
     Job,
     submission,
+    worker_of,
 )
-from treadle.services.api_keys import ANY_ORGANIZATION
 from treadle.web.bodies import convert
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
@@ -156,26 +156,18 @@ def _uuid(raw: Any) -> UUID | None:
         return None
 
 
-def _worker(req: Request) -> tuple[str, UUID | None]:
-    """The worker's name, and the one organization whose jobs it may touch (None: every
-    organization, for a key with that scope)."""
-    principal = req.principal
-    everywhere = ANY_ORGANIZATION in principal.scopes
-    return principal.subject, None if everywhere else req.scope.organization_id
-
-
 async def complete(req: Request) -> Any:
-    outcomes = await req.app.job_batches.complete(*_worker(req), _decoded(req, CompleteItem))
+    outcomes = await req.app.job_batches.complete(*worker_of(req), _decoded(req, CompleteItem))
     return _outcomes(req, outcomes)
 
 
 async def fail(req: Request) -> Any:
-    outcomes = await req.app.job_batches.fail(*_worker(req), _decoded(req, FailItem))
+    outcomes = await req.app.job_batches.fail(*worker_of(req), _decoded(req, FailItem))
     return _outcomes(req, outcomes)
 
 
 async def heartbeat(req: Request) -> Any:
-    outcomes = await req.app.job_batches.heartbeat(*_worker(req), _decoded(req, HeartbeatItem))
+    outcomes = await req.app.job_batches.heartbeat(*worker_of(req), _decoded(req, HeartbeatItem))
     return _outcomes(req, outcomes)
 
 

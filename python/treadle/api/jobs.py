@@ -261,14 +261,21 @@ async def usage(req: Request) -> Any:
     return await req.app.jobs.usage(path_id(req))
 
 
-async def claim(req: Request) -> Any:
-    body: Claim = req.data
+def worker_of(req: Request) -> tuple[str, UUID | None]:
+    """The worker's name, and the one organization whose jobs it may touch (None: every
+    organization, for a key with that scope)."""
     principal = req.principal
     everywhere = ANY_ORGANIZATION in principal.scopes
+    return principal.subject, None if everywhere else req.scope.organization_id
+
+
+async def claim(req: Request) -> Any:
+    body: Claim = req.data
+    worker, org_id = worker_of(req)
     return await req.app.jobs.claim(
-        principal.subject,
+        worker,
         body.limit,
-        None if everywhere else req.scope.organization_id,
+        org_id,
         body.types,
         body.lease_seconds,
     )

@@ -262,22 +262,17 @@ def _operation(
 
 def _items(route: Route, item: dict[str, Any]) -> dict[str, Any]:
     """A batch body: its items are documented as ``route.item``, but the document admits
-    any item, which is answered with its own error rather than refusing the batch."""
-    return {
-        "type": "object",
-        "properties": {
-            "items": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 1000,
-                "items": {"anyOf": [item, {}]},
-                "description": f"each item a {route.item.__name__ if route.item else ''};"
-                " an item that is not fails alone, with its own error",
-            }
-        },
-        "required": ["items"],
-        "additionalProperties": False,
-    }
+    any item, which is answered with its own error rather than refusing the batch. The
+    array's bounds are the body struct's own."""
+    assert route.body is not None and route.item is not None
+    defs = msgspec.json.schema(route.body)["$defs"]
+    body: dict[str, Any] = defs[route.body.__name__]
+    items = body["properties"]["items"]
+    items["items"] = {"anyOf": [item, {}]}
+    items["description"] = (
+        f"each item a {route.item.__name__}; an item that is not fails alone, with its own error"
+    )
+    return body
 
 
 def _error_statuses(route: Route) -> list[int]:
