@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import msgspec
 import orjson
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import set_json_dumps
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from treadle import encoding
@@ -34,10 +36,25 @@ def _json_dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=encoding.default)
 
 
-# jsonb parameters (job inputs, results, batches of them) written with orjson rather than
-# the standard library's json, several times faster. Reading stays with json.loads: it takes
-# the integers beyond 64 bits that rows stored before inputs were bounded may hold.
+_decode_json = msgspec.json.Decoder().decode
+
+
+def _json_loads(data: str | bytes) -> Any:
+    try:
+        # exact for integers beyond 64 bits too (which rows stored before inputs were
+        # bounded may hold), where orjson would turn them into floats
+        return _decode_json(data)
+    except msgspec.DecodeError:
+        # numbers beyond a double's range, which jsonb keeps: read as the standard
+        # library always read them
+        return json.loads(data)
+
+
+# jsonb written with orjson and read with msgspec rather than the standard library's json:
+# several times faster, and job rows (inputs, labels, pricing, results) are decoded on
+# every claim.
 set_json_dumps(_json_dumps)
+set_json_loads(_json_loads)
 Callback = Callable[[], Awaitable[Any] | Any]
 
 

@@ -13,6 +13,7 @@ import orjson
 
 from treadle import clock, encoding
 from treadle.store.db import Conn
+from treadle.store.records import param, rows_from
 
 Row = dict[str, Any]
 NOTIFY_CHANNEL = "treadle_events"
@@ -54,23 +55,28 @@ async def emit_many(conn: Conn, items: list[Event]) -> None:
     whatever their number; call inside the transaction of the change they announce."""
     if not items:
         return
-    columns: list[list[Any]] = [[], [], [], [], []]
-    for org_id, topic, data, job_id, run_id in items:
-        columns[0].append(org_id)
-        columns[1].append(topic)
-        columns[2].append(job_id)
-        columns[3].append(run_id)
-        columns[4].append(payload(org_id, topic, data, job_id, run_id))
-    # One round trip for the rows and one notification, sent when the transaction commits.
-    # WITH ORDINALITY keeps the rows' ids in the order of ``items``.
+    rows = [
+        {
+            "o": org_id,
+            "t": topic,
+            "j": job_id,
+            "r": run_id,
+            "p": payload(org_id, topic, data, job_id, run_id).decode(),
+        }
+        for org_id, topic, data, job_id, run_id in items
+    ]
+    # One round trip for the rows and one notification, sent when the transaction commits;
+    # ``ORDER BY n`` gives the rows ids in the order of ``items``.
     await conn.execute(
         "WITH added AS (INSERT INTO event_outbox (organization_id, topic, job_id, run_id,"
-        " payload) SELECT o, t, j, r, p FROM unnest(%s::uuid[], %s::text[], %s::uuid[],"
-        " %s::uuid[], %s::bytea[]) WITH ORDINALITY AS e(o, t, j, r, p, n) ORDER BY n"
-        " RETURNING 1)"
+        f" payload) SELECT o, t, j, r, convert_to(p, 'UTF8') FROM {rows_from('e', _OUTBOX)}"
+        " ORDER BY n RETURNING 1)"
         " SELECT pg_notify(%s, '') WHERE EXISTS (SELECT 1 FROM added)",
-        (*columns, NOTIFY_CHANNEL),
+        (param(rows, _OUTBOX), NOTIFY_CHANNEL),
     )
+
+
+_OUTBOX = {"o": "uuid", "t": "text", "j": "uuid", "r": "uuid", "p": "text"}
 
 
 async def pending(conn: Conn, limit: int) -> list[Row]:
@@ -85,11 +91,11 @@ async def pending(conn: Conn, limit: int) -> list[Row]:
 
 async def mark_relayed(conn: Conn, relayed: list[tuple[int, str]]) -> None:
     """Record the stream id each outbox row got, with one statement."""
+    columns = {"id": "bigint", "stream_id": "text"}
     await conn.execute(
         "UPDATE event_outbox SET stream_id = r.stream_id, relayed_at = now()"
-        " FROM unnest(%s::bigint[], %s::text[]) AS r(id, stream_id)"
-        " WHERE event_outbox.id = r.id",
-        ([outbox_id for outbox_id, _ in relayed], [stream_id for _, stream_id in relayed]),
+        f" FROM {rows_from('r', columns)} WHERE event_outbox.id = r.id",
+        (param(({"id": i, "stream_id": s} for i, s in relayed), columns),),
     )
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from treadle.store.db import Conn
+from treadle.store.records import param, rows_from
 
 Row = dict[str, Any]
 STATUSES = ("queued", "running", "succeeded", "dead", "canceled")
@@ -236,26 +237,15 @@ _NEW = {
     "submitted_by": "text",
     "api_key_id": "uuid",
 }
-_JSON = ("input", "labels", "pricing", "result")
-
-
-def _arrays(rows: list[Row], columns: dict[str, str]) -> tuple[str, list[list[Any]]]:
-    """``unnest(%s::t[], ...)`` over ``columns`` of ``rows``, and its arguments."""
-    arrays = [
-        [Jsonb(row[c]) if c in _JSON and row[c] is not None else row[c] for row in rows]
-        for c in columns
-    ]
-    return ", ".join(f"%s::{t}[]" for t in columns.values()), arrays
 
 
 async def insert_many(conn: Conn, jobs: list[Row]) -> list[Row]:
     """The new jobs (dicts with the keys of ``_NEW``), in the order given, one statement."""
-    unnest, arrays = _arrays(jobs, _NEW)
     columns = ", ".join(_NEW)
     cur = await conn.execute(
-        f"INSERT INTO jobs ({columns}) SELECT {columns} FROM unnest({unnest})"
-        f" WITH ORDINALITY AS n({columns}, n) ORDER BY n RETURNING *",
-        arrays,
+        f"INSERT INTO jobs ({columns}) SELECT {columns} FROM {rows_from('j', _NEW)}"
+        " ORDER BY n RETURNING *",
+        (param(jobs, _NEW),),
     )
     by_id = {row["id"]: row for row in await cur.fetchall()}
     return [by_id[job["id"]] for job in jobs]
@@ -272,17 +262,14 @@ async def lock_many(conn: Conn, job_ids: list[UUID]) -> dict[UUID, Row]:
 
 async def complete_many(conn: Conn, done: list[Row]) -> dict[UUID, Row]:
     """Succeeded: each of ``done`` (id, result, artifact_url, cost) in one statement."""
-    unnest, arrays = _arrays(
-        done, {"id": "uuid", "result": "jsonb", "artifact_url": "text", "cost": "numeric"}
-    )
+    columns = {"id": "uuid", "result": "jsonb", "artifact_url": "text", "cost": "numeric"}
     cur = await conn.execute(
         "UPDATE jobs SET status = 'succeeded', result = d.result,"
         " artifact_url = d.artifact_url, cost = d.cost, completed_at = now(),"
         " lease_expires_at = NULL, lease_token_hash = NULL, error_code = NULL,"
         " error_message = NULL, updated_at = now()"
-        f" FROM unnest({unnest}) AS d(id, result, artifact_url, cost)"
-        " WHERE jobs.id = d.id RETURNING jobs.*",
-        arrays,
+        f" FROM {rows_from('d', columns)} WHERE jobs.id = d.id RETURNING jobs.*",
+        (param(done, columns),),
     )
     return {row["id"]: row for row in await cur.fetchall()}
 
@@ -290,10 +277,7 @@ async def complete_many(conn: Conn, done: list[Row]) -> dict[UUID, Row]:
 async def fail_many(conn: Conn, failed: list[Row]) -> dict[UUID, Row]:
     """Each of ``failed`` (id, error_code, error_message, and ``retry_in``: seconds until
     it may run again, or None for dead) in one statement."""
-    unnest, arrays = _arrays(
-        failed,
-        {"id": "uuid", "error_code": "text", "error_message": "text", "retry_in": "float8"},
-    )
+    columns = {"id": "uuid", "error_code": "text", "error_message": "text", "retry_in": "float8"}
     cur = await conn.execute(
         "UPDATE jobs SET"
         " status = CASE WHEN f.retry_in IS NULL THEN 'dead' ELSE 'queued' END,"
@@ -303,20 +287,19 @@ async def fail_many(conn: Conn, failed: list[Row]) -> dict[UUID, Row]:
         " lease_owner = CASE WHEN f.retry_in IS NULL THEN jobs.lease_owner END,"
         " lease_expires_at = NULL, lease_token_hash = NULL,"
         " error_code = f.error_code, error_message = f.error_message, updated_at = now()"
-        f" FROM unnest({unnest}) AS f(id, error_code, error_message, retry_in)"
-        " WHERE jobs.id = f.id RETURNING jobs.*",
-        arrays,
+        f" FROM {rows_from('f', columns)} WHERE jobs.id = f.id RETURNING jobs.*",
+        (param(failed, columns),),
     )
     return {row["id"]: row for row in await cur.fetchall()}
 
 
 async def extend_many(conn: Conn, leases: list[Row]) -> dict[UUID, Row]:
     """Each of ``leases`` (id, lease_seconds) extended from now, in one statement."""
-    unnest, arrays = _arrays(leases, {"id": "uuid", "lease_seconds": "integer"})
+    columns = {"id": "uuid", "lease_seconds": "integer"}
     cur = await conn.execute(
         "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => l.lease_seconds),"
-        f" updated_at = now() FROM unnest({unnest}) AS l(id, lease_seconds)"
+        f" updated_at = now() FROM {rows_from('l', columns)}"
         " WHERE jobs.id = l.id RETURNING jobs.*",
-        arrays,
+        (param(leases, columns),),
     )
     return {row["id"]: row for row in await cur.fetchall()}

@@ -7,33 +7,32 @@ from typing import Any
 from uuid import UUID
 
 from treadle.store.db import Conn
+from treadle.store.records import param, rows_from
 
 Row = dict[str, Any]
-COLUMNS = (
-    "organization_id",
-    "team_id",
-    "principal_id",
-    "api_key_id",
-    "job_id",
-    "job_type",
-    "metric",
-    "quantity",
-    "cost",
-)
-
-
-_TYPES = ("uuid", "uuid", "text", "uuid", "uuid", "text", "text", "numeric", "numeric")
+# The columns a record is written with, and their types.
+_TYPES = {
+    "organization_id": "uuid",
+    "team_id": "uuid",
+    "principal_id": "text",
+    "api_key_id": "uuid",
+    "job_id": "uuid",
+    "job_type": "text",
+    "metric": "text",
+    "quantity": "numeric",
+    "cost": "numeric",
+}
+COLUMNS = tuple(_TYPES)
 
 
 async def insert(conn: Conn, rows: list[Row]) -> None:
     """Write records (dicts with the keys of ``COLUMNS``) in one statement."""
     if not rows:
         return
-    arrays = [[row.get(c) for row in rows] for c in COLUMNS]
-    unnest = ", ".join(f"%s::{t}[]" for t in _TYPES)
+    columns = ", ".join(COLUMNS)
     await conn.execute(
-        f"INSERT INTO usage_records ({', '.join(COLUMNS)}) SELECT * FROM unnest({unnest})",
-        arrays,
+        f"INSERT INTO usage_records ({columns}) SELECT {columns} FROM {rows_from('u', _TYPES)}",
+        (param(rows, COLUMNS),),
     )
 
 
