@@ -417,10 +417,11 @@ def print_header(info: dict[str, Any], args: argparse.Namespace) -> None:
         f" {args.warmup:g}s warm-up; medians over rounds",
         flush=True,
     )
-    if args.peers and "granian" in args.servers:
+    peers = getattr(args, "peers", None)  # the other HTTP benches share this header
+    if peers and "granian" in args.servers:
         print(
             f"peers    FastAPI on uvicorn --workers {args.workers} (uvloop, httptools, no access"
-            f" log), sessions: {', '.join(args.peers)}",
+            f" log), sessions: {', '.join(peers)}",
             flush=True,
         )
     print(flush=True)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import noise
+import orjson
 import psycopg
 import servers
 import tenants
@@ -182,7 +183,7 @@ def submit(url: str, key: str, count: int, concurrency: int) -> tuple[int, Count
                 if first is None:
                     return
                 n = min(PER_REQUEST, count - first)
-                body = json.dumps({"jobs": [{"type": "default"}] * n}).encode()
+                body = orjson.dumps({"jobs": [{"type": "default"}] * n})
                 status, answer = client.post(
                     "/v1/jobs/batch", body, {"idempotency-key": f"{run}-{first}"}
                 )
@@ -237,7 +238,7 @@ def worker(url: str, key: str, batch: int, ready: Any, results: Any) -> None:
             items = [
                 {"id": job["id"], "lease_token": job["lease_token"], "usage": USAGE} for job in jobs
             ]
-            status, answer = client.post("/v1/jobs/complete", json.dumps({"items": items}).encode())
+            status, answer = client.post("/v1/jobs/complete", orjson.dumps({"items": items}))
             if status != 200:
                 errors[f"complete {status}"] += 1
                 continue

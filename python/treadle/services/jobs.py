@@ -228,16 +228,22 @@ class Jobs:
             rows = await job_store.claim(
                 conn, worker, limit, org_id, types, lease_seconds, list(tokens)
             )
-            claimed, running = [], []
-            for row in rows:
-                job = public_job(row)
-                if not encodable(job):
-                    await self._bury_unreturnable(conn, row)
-                    continue
-                running.append(row)
-                claimed.append({**job, "lease_token": tokens[row["lease_token_hash"]]})
-            await events.emit_many(conn, [job_event(row, "job.running") for row in running])
-        return claimed
+            jobs = [public_job(row) for row in rows]
+            # One encoding of them all tells that the answer can be written; only when it
+            # cannot is each job tried on its own.
+            if not encodable(jobs):
+                kept = []
+                for row, job in zip(rows, jobs, strict=True):
+                    if encodable(job):
+                        kept.append((row, job))
+                    else:
+                        await self._bury_unreturnable(conn, row)
+                rows, jobs = [row for row, _ in kept], [job for _, job in kept]
+            await events.emit_many(conn, [job_event(row, "job.running") for row in rows])
+        return [
+            {**job, "lease_token": tokens[row["lease_token_hash"]]}
+            for row, job in zip(rows, jobs, strict=True)
+        ]
 
     async def _bury_unreturnable(self, conn: Conn, row: Row) -> None:
         """A job whose stored input the answer cannot carry (kept before inputs were checked

@@ -251,11 +251,20 @@ async def insert_many(conn: Conn, jobs: list[Row]) -> list[Row]:
     return [by_id[job["id"]] for job in jobs]
 
 
+# What a worker batch reads of each job before changing it: the lease, the attempts and what
+# metering needs; not the input or the result, which may be large.
+_LOCKED = (
+    "id, organization_id, team_id, type, status, attempts, max_attempts, lease_seconds,"
+    " lease_owner, lease_token_hash, error_code, pricing, submitted_by, api_key_id"
+)
+
+
 async def lock_many(conn: Conn, job_ids: list[UUID]) -> dict[UUID, Row]:
-    """The jobs among ``job_ids`` that exist, locked (in id order, so that two batches
-    locking the same jobs never deadlock)."""
+    """The jobs among ``job_ids`` that exist (the columns of ``_LOCKED``), locked in id
+    order, so that two batches locking the same jobs never deadlock."""
     cur = await conn.execute(
-        "SELECT * FROM jobs WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE", (job_ids,)
+        f"SELECT {_LOCKED} FROM jobs WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+        (job_ids,),
     )
     return {row["id"]: row for row in await cur.fetchall()}
 
