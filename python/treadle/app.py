@@ -20,6 +20,7 @@ from treadle.services.passwords import Passwords
 from treadle.services.ratelimits import RateLimits
 from treadle.services.sessions import Sessions, bearer_token
 from treadle.services.teams import Teams
+from treadle.services.workflow_definitions import WorkflowDefinitions
 from treadle.settings import Settings
 from treadle.store.db import Database
 from treadle.web.client_address import client_address, parse_trusted
@@ -56,6 +57,7 @@ class App:
         self.events = Events(settings, self.db, self.redis)
         self.jobs = Jobs(settings, self.db)
         self.job_batches = JobBatches(self.jobs)
+        self.workflow_definitions = WorkflowDefinitions(settings, self.db)
         self.reaper = Reaper(self.jobs, settings.job_reap_seconds)
         self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)

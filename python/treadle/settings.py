@@ -90,6 +90,9 @@ class Settings:
     # at most job_backoff_max_seconds); expired leases are reaped this often.
     job_backoff_seconds: float = 2.0
     job_backoff_max_seconds: float = 3600.0
+    # Workflow definitions: nodes per definition, and items one map node may fan out to.
+    workflow_max_nodes: int = 200
+    workflow_max_map_items: int = 1000
     job_reap_seconds: float = 1.0
     # live events: whether this process relays the outbox to Redis (one relays at a time),
     # the stream's length bound, and per-process hub sizes.
@@ -140,7 +143,12 @@ class Settings:
             "rate_limit_max",
         ):
             parse_rate(getattr(self, name), name)
-        for name in ("mail_keep_days", "platform_audit_keep_days"):
+        for name in (
+            "mail_keep_days",
+            "platform_audit_keep_days",
+            "workflow_max_nodes",
+            "workflow_max_map_items",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not 0 <= self.event_wake_ms <= 1000:

@@ -70,7 +70,7 @@ def test_deny_acl_beats_allow_acl_beats_role(client: httpx.Client, org: dict) ->
                 "organization_id": org["id"],
                 "resource_type": "workflow",
                 "resource_id": "wf-1",
-                "action": "workflows.run",
+                "action": "workflows.manage",
                 "subject": subject,
                 "effect": effect,
             },
@@ -79,7 +79,8 @@ def test_deny_acl_beats_allow_acl_beats_role(client: httpx.Client, org: dict) ->
         assert response.status_code == 201, response.text
         return envelope(response)["data"]
 
-    item = {"action": "workflows.run", "resource_type": "workflow", "resource_id": "wf-1"}
+    # An action an organization member does not hold by role.
+    item = {"action": "workflows.manage", "resource_type": "workflow", "resource_id": "wf-1"}
     assert _check(client, member, org["id"], **item)["reason"] == "no_grant"
     allow = acl("allow")
     got = _check(client, member, org["id"], at_least_revision=allow["revision"], **item)

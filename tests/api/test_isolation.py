@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.api import add_member, bearer, create_org, envelope, signup
 from tests.support.servers import Server
-from treadle.api import jobs, routes, scopes
+from treadle.api import jobs, routes, scopes, workflow_definitions
 
 SCOPED = [r for r in routes() if r.scope is not None]
 
@@ -68,7 +68,19 @@ def tenants(granian_server: Server) -> dict:
                 headers={**bearer(victim), "Idempotency-Key": "isolation"},
             )
         )["data"]
+        definition = envelope(
+            client.post(
+                "/v1/workflow-definitions",
+                json={
+                    "organization_id": org_b["id"],
+                    "name": "b-flow",
+                    "nodes": [{"id": "wait", "type": "delay", "seconds": 1}],
+                },
+                headers=bearer(victim),
+            )
+        )["data"]
     return {
+        "definition_b": definition["id"],
         "job_b": job["id"],
         "key_b": api_key["id"],
         "invitation_b": invitation["id"],
@@ -90,6 +102,7 @@ def _path(template: str, route_scope, t: dict) -> str:
         scopes.api_key: t["key_b"],
         scopes.job: t["job_b"],
         jobs.worker_job: t["job_b"],
+        workflow_definitions.definition: t["definition_b"],
     }
     path = template.replace("{user_id}", t["user_b"])
     if "{id}" in path:
@@ -119,6 +132,11 @@ def _body(route, t: dict) -> dict | None:
         "NewJob": {"organization_id": org_b, "type": "default"},
         "Claim": {},
         "JobBatch": {"organization_id": org_b, "jobs": [{"type": "default"}]},
+        "NewDefinition": {
+            "organization_id": org_b,
+            "name": "stolen",
+            "nodes": [{"id": "wait", "type": "delay", "seconds": 1}],
+        },
         "Items": {"items": [{"id": t.get("job_b", org_b), "lease_token": "stolen"}]},
         "Heartbeat": {"lease_token": "stolen"},
         "Completion": {"lease_token": "stolen"},
@@ -194,6 +212,7 @@ def test_every_scoped_route_is_covered() -> None:
         scopes.api_key,
         scopes.job,
         scopes.caller_organization,
-        jobs.submission,
+        scopes.body_or_key,
         jobs.worker_job,
+        workflow_definitions.definition,
     }

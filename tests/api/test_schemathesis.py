@@ -81,9 +81,13 @@ BEYOND_THE_SCHEMA = [
     *_allow(r"^/v1/jobs/\{id\}$", "405"),
     # A key's expiry must lie in the future: relative to the clock, not a fixed bound.
     *_allow(r"^/v1/api-keys(/\{id\})?$", "400"),
+    # A workflow is a graph: its edges, references and job types are checked as a whole.
+    *_allow(r"^/v1/workflow-definitions$", "400"),
 ]
 # An API key acts in its own organization; a signed-in user must name one.
-FOR_SIGNED_IN_USERS = _allow(r"^/v1/(jobs|jobs/batch|jobs/claim|events/stream)$", "400")
+FOR_SIGNED_IN_USERS = _allow(
+    r"^/v1/(jobs|jobs/batch|jobs/claim|events/stream|workflow-definitions)$", "400"
+)
 
 
 def _config(token: str, org_id: str, overrides: list[Override], extra: list[str]) -> str:

@@ -21,6 +21,7 @@ def routes() -> list[Route]:
         organizations,
         teams,
         usage,
+        workflow_definitions,
     )
 
     return [
@@ -37,5 +38,6 @@ def routes() -> list[Route]:
         *jobs.ROUTES,
         *job_batches.ROUTES,
         *usage.ROUTES,
+        *workflow_definitions.ROUTES,
         *events.ROUTES,
     ]

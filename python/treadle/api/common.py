@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -181,6 +181,42 @@ def cursor_of(req: Request) -> tuple[int, int | None]:
 
 def by_id_page(rows: list[dict[str, Any]], limit: int) -> CursorPage:
     return CursorPage(rows, limit, str(rows[-1]["id"]) if len(rows) == limit else None)
+
+
+# Lists that page by creation time, newest first (jobs, workflow definitions): the cursor
+# is the last row's creation time in microseconds since the epoch, a dot, its id in hex.
+# Empty is the first page, as absent is.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TIME_CURSOR = re.compile(r"^([0-9]{1,17}\.[0-9a-f]{32})?(?!\n)$")
+TIME_CURSOR_PARAMS = (
+    LIST_PARAMS[0],
+    Param(
+        "cursor",
+        "next_cursor of the previous page",
+        {"type": "string", "pattern": _TIME_CURSOR.pattern},
+    ),
+)
+
+
+def time_cursor_of(row: dict[str, Any]) -> str:
+    micros = (row["created_at"] - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{row['id'].hex}"
+
+
+def time_cursor(req: Request) -> tuple[datetime, UUID] | None:
+    """Where the page continues: before this (created_at, id), or None for the first."""
+    raw = req.query_value("cursor")
+    if not raw:
+        return None
+    micros, _, ident = raw.partition(".")
+    try:
+        if not _TIME_CURSOR.match(raw):
+            raise ValueError(raw)
+        return _EPOCH + timedelta(microseconds=int(micros)), UUID(hex=ident)
+    except (ValueError, OverflowError):
+        raise ApiError.validation(
+            "cursor must be the next_cursor of a previous page", "query.cursor"
+        ) from None
 
 
 TIME_PARAMS = (

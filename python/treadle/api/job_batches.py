@@ -17,7 +17,6 @@ from treadle.api.jobs import (
     Failure,
     Heartbeat,
     Job,
-    submission,
     worker_of,
 )
 from treadle.web.bodies import convert
@@ -207,7 +206,7 @@ ROUTES = [
         status=201,
         idempotency="required",
         permission="jobs.submit",
-        scope=submission,
+        scope=scopes.body_or_key,
         batch=True,
     ),
     _worker_route(

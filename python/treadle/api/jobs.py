@@ -3,8 +3,7 @@ speak (claim, heartbeat, complete, fail)."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,13 +11,15 @@ import msgspec
 
 from treadle.api import scopes
 from treadle.api.common import (
-    CURSOR_PARAMS,
     NO_NUL,
     SINGLE_LINE,
+    TIME_CURSOR_PARAMS,
     TIME_PARAMS,
     actor,
     limit_of,
     path_id,
+    time_cursor,
+    time_cursor_of,
     time_param,
 )
 from treadle.services.api_keys import ANY_ORGANIZATION
@@ -159,15 +160,6 @@ class JobUsage(msgspec.Struct):
     records: list[UsageRecord]
 
 
-async def submission(req: Request) -> Scope:
-    org_id = req.data.organization_id or req.principal.organization_id
-    if org_id is None:
-        raise ApiError.validation(
-            "organization_id is required when a signed-in user submits", "$.organization_id"
-        )
-    return Scope(org_id, "organization", str(org_id))
-
-
 async def worker_job(req: Request) -> Scope:
     """A worker acting on a job it leased: a cross-organization worker is checked in its
     own organization (the lease, checked next, ties it to the job)."""
@@ -195,14 +187,14 @@ async def list_jobs(req: Request) -> Any:
     rows = await req.app.jobs.in_org(
         req.scope.organization_id,
         limit,
-        before=_cursor(req.query_value("cursor")),
+        before=time_cursor(req),
         statuses=statuses,
         job_type=req.query_value("type") or None,
         created_after=time_param(req, "since"),
         created_before=time_param(req, "until"),
     )
     last = rows[-1] if len(rows) == limit else None
-    return CursorPage(rows, limit, _cursor_of(last) if last else None)
+    return CursorPage(rows, limit, time_cursor_of(last) if last else None)
 
 
 def _statuses(raw: str | None) -> list[str] | None:
@@ -216,33 +208,6 @@ def _statuses(raw: str | None) -> list[str] | None:
             "query.status",
         )
     return wanted
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _cursor_of(job: dict[str, Any]) -> str:
-    micros = (job["created_at"] - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{job['id'].hex}"
-
-
-# What _cursor_of writes: microseconds since the epoch, a dot, the id in hex.
-# Empty is the first page, as absent is.
-_CURSOR = re.compile(r"^([0-9]{1,17}\.[0-9a-f]{32})?(?!\n)$")
-
-
-def _cursor(raw: str | None) -> tuple[datetime, UUID] | None:
-    if not raw:
-        return None
-    micros, _, ident = raw.partition(".")
-    try:
-        if not _CURSOR.match(raw):
-            raise ValueError(raw)
-        return _EPOCH + timedelta(microseconds=int(micros)), UUID(hex=ident)
-    except (ValueError, OverflowError):
-        raise ApiError.validation(
-            "cursor must be the next_cursor of a previous page", "query.cursor"
-        ) from None
 
 
 async def get(req: Request) -> Any:
@@ -315,10 +280,7 @@ async def fail(req: Request) -> Any:
 JOB = "/v1/jobs/{id}"
 _ONE_STATUS = "|".join(STATUSES)
 LIST_FILTERS = (
-    CURSOR_PARAMS[0],
-    Param(
-        "cursor", "next_cursor of the previous page", {"type": "string", "pattern": _CURSOR.pattern}
-    ),
+    *TIME_CURSOR_PARAMS,
     Param(
         "status",
         f"only these statuses, comma separated: {', '.join(STATUSES)}",
@@ -347,7 +309,7 @@ ROUTES = [
         status=201,
         idempotency="required",
         permission="jobs.submit",
-        scope=submission,
+        scope=scopes.body_or_key,
     ),
     Route(
         "GET",

@@ -34,6 +34,18 @@ async def organization_in_body(req: Request) -> Scope:
     return Scope(org_id, "organization", str(org_id))
 
 
+async def body_or_key(req: Request) -> Scope:
+    """The organization named in the body, or the API key's own: routes that create
+    something in an organization (jobs, workflow definitions)."""
+    org_id = req.data.organization_id or req.principal.organization_id
+    if org_id is None:
+        raise ApiError.validation(
+            "organization_id is required for a signed-in user (an API key acts in its own)",
+            "$.organization_id",
+        )
+    return Scope(org_id, "organization", str(org_id))
+
+
 async def organization_in_query(req: Request) -> Scope:
     raw = req.query_value("organization_id")
     if not raw:

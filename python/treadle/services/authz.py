@@ -24,10 +24,19 @@ from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.authz")
 
-_READ = ["org.read", "members.read", "teams.read", "settings.read", "jobs.read", "events.read"]
-_MEMBER = [*_READ, "jobs.submit", "jobs.manage"]
+_READ = [
+    "org.read",
+    "members.read",
+    "teams.read",
+    "settings.read",
+    "jobs.read",
+    "events.read",
+    "workflows.read",
+]
+_MEMBER = [*_READ, "jobs.submit", "jobs.manage", "workflows.run", "approvals.decide"]
 _ADMIN = [
     *_MEMBER,
+    "workflows.manage",
     "jobs:work",
     "usage.read",
     "org.update",

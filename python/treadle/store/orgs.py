@@ -115,6 +115,15 @@ async def member(conn: Conn, org_id: UUID, user_id: UUID) -> Row | None:
     return await cur.fetchone()
 
 
+async def member_ids(conn: Conn, org_id: UUID, user_ids: list[UUID]) -> set[UUID]:
+    """Which of ``user_ids`` are members of ``org_id``."""
+    cur = await conn.execute(
+        "SELECT user_id FROM memberships WHERE organization_id = %s AND user_id = ANY(%s::uuid[])",
+        (org_id, user_ids),
+    )
+    return {row["user_id"] for row in await cur.fetchall()}
+
+
 async def member_by_email(conn: Conn, org_id: UUID, email: str) -> Row | None:
     cur = await conn.execute(
         f"SELECT {MEMBER} FROM memberships m JOIN users u ON u.id = m.user_id"
