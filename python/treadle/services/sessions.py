@@ -28,6 +28,10 @@ from treadle.web.errors import ApiError
 ISSUER = "treadle"
 # How long a cached session or user may be trusted without an invalidation message.
 CACHE_TTL = 30.0
+# Seconds an access token is still taken after its exp (clocks of other nodes differ).
+JWT_LEEWAY = 5
+# How many verified tokens (and built principals) a process keeps.
+VERIFIED_MAX = 10_000
 
 
 def bearer_token(header: str | None) -> str:
@@ -52,6 +56,14 @@ class Sessions:
         self.user_cache: TTLCache[str, dict[str, Any] | None] = TTLCache(CACHE_TTL)
         bus.on("session", self.session_cache.drop, self.session_cache.clear)
         bus.on("user", self.user_cache.drop, self.user_cache.clear)
+        # Access tokens that verified, with their expiry, session and user: a client sends
+        # the same token on every request until it refreshes, and a hit skips the MAC and
+        # the JSON parse. Keyed by the whole token, so only a token that verified can hit;
+        # its expiry is checked on every use, revocation as before (the session cache).
+        self._verified: dict[str, tuple[float, str, str]] = {}
+        # The principal last built for a session, with the cached rows it was built from:
+        # reused while the session and user caches hand back those same rows.
+        self._principals: dict[str, tuple[object, object, Principal]] = {}
 
     def hash_token(self, token: str) -> str:
         return keyed_hash(self.hash_key, token.encode())
@@ -121,10 +133,43 @@ class Sessions:
             await self.bus.publish("user", user_id)
 
     async def authenticate(self, token: str) -> Principal:
+        now = clock.epoch()
+        verified = self._verified.get(token)
+        if verified is not None and verified[0] > now - JWT_LEEWAY:
+            _, session_id, user_id = verified
+        else:
+            session_id, user_id = self._verify(token, now)
+        session = await self._session(session_id)
+        if session is None or session["user_id"] != user_id or session["revoked_at"] is not None:
+            raise ApiError.unauthenticated("the session has ended; sign in again")
+        user = await self.user(user_id)
+        if user is None:
+            raise ApiError.unauthenticated("the account no longer exists")
+        built = self._principals.get(session_id)
+        if built is not None and built[0] is session and built[1] is user:
+            return built[2]
+        principal = Principal(
+            id=user_id,
+            kind="user",
+            user_id=user["id"],
+            session_id=session["id"],
+            email=user["email"],
+            is_platform_admin=user["is_platform_admin"],
+        )
+        if len(self._principals) >= VERIFIED_MAX:
+            self._principals.clear()
+        self._principals[session_id] = (session, user, principal)
+        return principal
+
+    def _verify(self, token: str, now: int) -> tuple[str, str]:
+        """The session and user ids of a token that verifies (kept for its next use)."""
         try:
-            claims = orjson.loads(jwt_decode(token, self.jwt_key, clock.epoch(), 5))
+            claims = orjson.loads(jwt_decode(token, self.jwt_key, now, JWT_LEEWAY))
             session_id: str = claims["sid"]
             user_id: str = claims["sub"]
+            expires = float(claims["exp"])
+            if not (isinstance(session_id, str) and isinstance(user_id, str)):
+                raise TypeError("sid and sub are strings")
         except TokenError as exc:
             message = (
                 "access token has expired; refresh it"
@@ -135,20 +180,10 @@ class Sessions:
         except (KeyError, ValueError, TypeError):
             raise ApiError.unauthenticated("access token is not valid") from None
         # Ids stay strings on this path: parsing UUIDs per request costs more than the JWT.
-        session = await self._session(session_id)
-        if session is None or session["user_id"] != user_id or session["revoked_at"] is not None:
-            raise ApiError.unauthenticated("the session has ended; sign in again")
-        user = await self.user(user_id)
-        if user is None:
-            raise ApiError.unauthenticated("the account no longer exists")
-        return Principal(
-            id=user_id,
-            kind="user",
-            user_id=user["id"],
-            session_id=session["id"],
-            email=user["email"],
-            is_platform_admin=user["is_platform_admin"],
-        )
+        if len(self._verified) >= VERIFIED_MAX:
+            self._verified.clear()  # crude but bounded: tokens verify again on their next use
+        self._verified[token] = (expires, session_id, user_id)
+        return session_id, user_id
 
     async def still_valid(self, principal: Principal) -> None:
         """Raise unless the session and user behind ``principal`` are still live, from

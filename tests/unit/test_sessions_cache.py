@@ -1,0 +1,100 @@
+"""What ``Sessions.authenticate`` keeps between requests (verified tokens, built principals)
+never lets through what a fresh check would refuse: an expired token, a tampered one, a
+revoked session, or an account whose rows changed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+import orjson
+import pytest
+
+from treadle import clock
+from treadle._core import jwt_encode
+from treadle.bus.invalidation import Invalidator
+from treadle.services import sessions as sessions_module
+from treadle.services.sessions import Sessions
+from treadle.settings import Settings
+from treadle.web.errors import ApiError
+
+
+class _NoRedis:
+    """Sessions subscribe to invalidations when built; nothing is published here."""
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Drive a coroutine that never waits (warm caches: no I/O)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise AssertionError("the coroutine waited for I/O")
+
+
+@pytest.fixture
+def warm() -> dict[str, Any]:
+    settings = Settings(secret_key="unit " * 8)
+    sessions = Sessions(settings, None, Invalidator(_NoRedis(), "unit:"))  # type: ignore[arg-type]
+    user_id, session_id = uuid.uuid4(), uuid.uuid4()
+    now = clock.epoch()
+    claims = {"sub": str(user_id), "sid": str(session_id), "iat": now, "exp": now + 60}
+    token = jwt_encode(orjson.dumps(claims), sessions.jwt_key)
+    session = {"id": session_id, "user_id": str(user_id), "revoked_at": None}
+    user = {"id": user_id, "email": "a@example.com", "is_platform_admin": False}
+    sessions.session_cache.put(str(session_id), session)
+    sessions.user_cache.put(str(user_id), user)
+    return {"sessions": sessions, "token": token, "now": now, "session": session, "user": user}
+
+
+def refusal(sessions: Sessions, token: str) -> str:
+    with pytest.raises(ApiError) as caught:
+        run(sessions.authenticate(token))
+    assert caught.value.status == 401
+    return caught.value.message
+
+
+def test_a_verified_token_is_refused_once_it_expires(
+    warm: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions, token = warm["sessions"], warm["token"]
+    assert run(sessions.authenticate(token)).email == "a@example.com"
+    assert token in sessions._verified
+    later = warm["now"] + 60 + sessions_module.JWT_LEEWAY
+    monkeypatch.setattr(clock, "epoch", lambda: later)
+    assert "expired" in refusal(sessions, token)
+
+
+def test_a_tampered_token_never_hits_what_its_original_left(warm: dict[str, Any]) -> None:
+    sessions, token = warm["sessions"], warm["token"]
+    run(sessions.authenticate(token))
+    head, body, mac = token.split(".")
+    forged = ".".join((head, body, ("A" if mac[0] != "A" else "B") + mac[1:]))
+    assert refusal(sessions, forged) == "access token is not valid"
+
+
+def test_a_revoked_session_and_a_changed_account_are_seen_at_once(warm: dict[str, Any]) -> None:
+    sessions, token = warm["sessions"], warm["token"]
+    first = run(sessions.authenticate(token))
+    assert run(sessions.authenticate(token)) is first  # built once while the rows stay
+    sid, uid = str(warm["session"]["id"]), str(warm["user"]["id"])
+    sessions.user_cache.put(uid, {**warm["user"], "email": "b@example.com"})
+    assert run(sessions.authenticate(token)).email == "b@example.com"
+    sessions.session_cache.put(sid, {**warm["session"], "revoked_at": clock.now()})
+    assert "session has ended" in refusal(sessions, token)
+
+
+def test_the_caches_stay_bounded(warm: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions_module, "VERIFIED_MAX", 3)
+    sessions = warm["sessions"]
+    now = warm["now"]
+    for i in range(10):
+        claims = {
+            "sub": str(warm["user"]["id"]),
+            "sid": str(warm["session"]["id"]),
+            "exp": now + i + 10,
+        }
+        run(sessions.authenticate(jwt_encode(orjson.dumps(claims), sessions.jwt_key)))
+        assert len(sessions._verified) <= 3
