@@ -68,6 +68,8 @@ def test_a_name_posted_again_gets_its_next_version_and_each_version_stays_as_it_
     v1 = envelope(first)["data"]
     assert (v1["name"], v1["version"], v1["node_count"]) == ("pipeline", 1, 3)
     assert [n["id"] for n in v1["nodes"]] == ["train", "score", "wait"]
+    # Edges are stored with the outcome they follow spelled out.
+    assert v1["nodes"][1]["after"] == [{"node": "train", "when": "succeeded"}]
     second = define(client, org, LINEAR[:1])
     v2 = envelope(second)["data"]
     assert (v2["version"], v2["node_count"]) == (2, 1)

@@ -149,6 +149,7 @@ def _check_graph(specs: list[Row], max_map_items: int) -> None:
     upstream: list[list[str]] = []
     for index, spec in enumerate(specs):
         parents: list[str] = []
+        edges: list[Row] = []
         for e, edge in enumerate(spec["after"]):
             node, when = (edge, None) if isinstance(edge, str) else (edge["node"], edge["when"])
             where = f"$.nodes[{index}].after[{e}]"
@@ -156,10 +157,13 @@ def _check_graph(specs: list[Row], max_map_items: int) -> None:
                 raise ApiError.validation(f"no node {node!r} in this definition", where)
             if node == spec["id"]:
                 raise ApiError.validation("a node cannot come after itself", where)
-            _check_outcome(specs[index_of[node]], when, where)
+            outcome = _check_outcome(specs[index_of[node]], when, where)
             if node in parents:
                 raise ApiError.validation(f"node {node!r} is named twice in after", where)
             parents.append(node)
+            edges.append({"node": node, "when": outcome})
+        # Stored with every edge's outcome spelled out: what a run follows needs no defaults.
+        spec["after"] = edges
         upstream.append(parents)
         if spec["type"] == "condition":
             outcomes = [case["outcome"] for case in spec["cases"]]
@@ -190,7 +194,9 @@ def _check_graph(specs: list[Row], max_map_items: int) -> None:
                 _check_test(case["when"], f"{at}.cases[{c}].when", mine, specs, index_of, 0)
 
 
-def _check_outcome(parent: Row, when: str | None, where: str) -> None:
+def _check_outcome(parent: Row, when: str | None, where: str) -> str:
+    """The outcome of ``parent`` the edge follows: ``when``, or the usual one of a node
+    that does not branch (a signal's is received)."""
     kind = parent["type"]
     outcomes = OUTCOMES[kind]
     if outcomes is None:  # a condition: its cases' outcomes and its default
@@ -202,13 +208,14 @@ def _check_outcome(parent: Row, when: str | None, where: str) -> None:
                 f' one of {", ".join(outcomes)} ({{"node": ..., "when": ...}})',
                 where,
             )
-        return
+        return outcomes[0]
     if when not in outcomes:
         raise ApiError.validation(
             f"node {parent['id']!r} ({kind}) has no outcome {when!r};"
             f" its outcomes are {', '.join(outcomes)}",
             f"{where}.when",
         )
+    return when
 
 
 def _check_acyclic(specs: list[Row], upstream: list[list[str]], index_of: dict[str, int]) -> None:
