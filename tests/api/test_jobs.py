@@ -446,6 +446,27 @@ def test_claim_takes_only_the_types_asked_for(client: httpx.Client, org: dict) -
     assert [j["id"] for j in claim(client, org["work"], limit=10, types=["quick"])] == [quick["id"]]
 
 
+def test_a_claims_lease_tokens_are_never_stored_for_a_replay(
+    client: httpx.Client, org: dict, database_url: str
+) -> None:
+    """Lease tokens are kept only as keyed hashes: an Idempotency-Key on a claim stores
+    no answer, and a retry with it leases other jobs rather than replaying the tokens."""
+    drain(client, org["work"])
+    first, second = submit(client, org["submit"]), submit(client, org["submit"])
+    key = f"claim-{uuid.uuid4()}"
+    headers = {**org["work"], "Idempotency-Key": key}
+    got = [
+        envelope(client.post("/v1/jobs/claim", json={"limit": 1}, headers=headers))["data"]
+        for _ in range(2)
+    ]
+    assert {got[0][0]["id"], got[1][0]["id"]} == {first["id"], second["id"]}
+    with psycopg.connect(database_url) as conn:
+        (stored,) = conn.execute(
+            "SELECT count(*) FROM idempotency_keys WHERE key = %s", (key,)
+        ).fetchone()
+    assert stored == 0
+
+
 def test_another_organizations_jobs_do_not_exist(client: httpx.Client, org: dict) -> None:
     job = submit(client, org["submit"])
     stranger = signup(client)

@@ -332,6 +332,9 @@ ROUTES = [
         auth="any",
         body=Claim,
         response=list[ClaimedJob],
+        # The answer carries lease tokens, which are kept only as keyed hashes: it is never
+        # stored for a replay (a retried claim leases other jobs; the reaper frees these).
+        idempotency="none",
         permission="jobs:work",
         scope=scopes.caller_organization,
     ),
