@@ -9,17 +9,14 @@ every ``GET /v1/me`` after the first).
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 import pytest
 
-from treadle import clock
-from treadle._core import jwt_encode
-from treadle.bus.invalidation import Invalidator
+from tests.support.warm import offline_sessions, run, signed_in
 from treadle.services.principal import Principal
 from treadle.services.sessions import Sessions
 from treadle.settings import Settings
@@ -100,46 +97,15 @@ def test_kernel_healthz_x100_access_log_on(
         kernel.access_log.close()
 
 
-class _NoRedis:
-    """Sessions subscribe to invalidations when built; nothing is published here."""
-
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Drive a coroutine that never waits (warm caches: no I/O) without an event loop."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise AssertionError("the coroutine waited for I/O")
-
-
 @pytest.fixture
 def sessions() -> Sessions:
-    settings = Settings(secret_key="bench " * 8)
-    bus = Invalidator(_NoRedis(), "bench:")  # type: ignore[arg-type]
-    return Sessions(settings, None, bus)  # type: ignore[arg-type]
+    return offline_sessions()
 
 
 @pytest.mark.benchmark(group="authenticate")
 def test_authenticate_warm_cache(benchmark: Any, sessions: Sessions) -> None:
-    user_id, session_id = uuid.uuid4(), uuid.uuid4()
-    now = clock.epoch()
-    claims = {
-        "iss": "treadle",
-        "sub": str(user_id),
-        "sid": str(session_id),
-        "iat": now,
-        "exp": now + 900,
-        "jti": "S9gRGJ1pgaV_vkeG",
-    }
-    token = jwt_encode(orjson.dumps(claims), sessions.jwt_key)
-    # The rows as the caches hold them after the first request (see Sessions._session).
-    session = {"id": session_id, "user_id": str(user_id), "revoked_at": None}
-    sessions.session_cache.put(str(session_id), session)
-    user = {"id": user_id, "email": "a@example.com", "is_platform_admin": False}
-    sessions.user_cache.put(str(user_id), user)
-
+    warm = signed_in(sessions)
+    token, user_id, session_id = warm["token"], warm["user"]["id"], warm["session"]["id"]
     principal: Principal = run(sessions.authenticate(token))
     assert (principal.user_id, principal.session_id) == (user_id, session_id)
     benchmark(lambda: run(sessions.authenticate(token)))

@@ -4,49 +4,23 @@ revoked session, or an account whose rows changed."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 import pytest
 
+from tests.support.warm import offline_sessions, run, signed_in
 from treadle import clock
 from treadle._core import jwt_encode
-from treadle.bus.invalidation import Invalidator
 from treadle.services import sessions as sessions_module
 from treadle.services.sessions import Sessions
-from treadle.settings import Settings
 from treadle.web.errors import ApiError
-
-
-class _NoRedis:
-    """Sessions subscribe to invalidations when built; nothing is published here."""
-
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Drive a coroutine that never waits (warm caches: no I/O)."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise AssertionError("the coroutine waited for I/O")
 
 
 @pytest.fixture
 def warm() -> dict[str, Any]:
-    settings = Settings(secret_key="unit " * 8)
-    sessions = Sessions(settings, None, Invalidator(_NoRedis(), "unit:"))  # type: ignore[arg-type]
-    user_id, session_id = uuid.uuid4(), uuid.uuid4()
-    now = clock.epoch()
-    claims = {"sub": str(user_id), "sid": str(session_id), "iat": now, "exp": now + 60}
-    token = jwt_encode(orjson.dumps(claims), sessions.jwt_key)
-    session = {"id": session_id, "user_id": str(user_id), "revoked_at": None}
-    user = {"id": user_id, "email": "a@example.com", "is_platform_admin": False}
-    sessions.session_cache.put(str(session_id), session)
-    sessions.user_cache.put(str(user_id), user)
-    return {"sessions": sessions, "token": token, "now": now, "session": session, "user": user}
+    sessions = offline_sessions()
+    return {"sessions": sessions, **signed_in(sessions, expires_in=60)}
 
 
 def refusal(sessions: Sessions, token: str) -> str:
