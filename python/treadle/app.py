@@ -21,6 +21,7 @@ from treadle.services.ratelimits import RateLimits
 from treadle.services.sessions import Sessions, bearer_token
 from treadle.services.teams import Teams
 from treadle.services.workflow_definitions import WorkflowDefinitions
+from treadle.services.workflow_runs import WorkflowRuns, WorkflowTimers
 from treadle.settings import Settings
 from treadle.store.db import Database
 from treadle.web.client_address import client_address, parse_trusted
@@ -58,6 +59,8 @@ class App:
         self.jobs = Jobs(settings, self.db)
         self.job_batches = JobBatches(self.jobs)
         self.workflow_definitions = WorkflowDefinitions(settings, self.db)
+        self.workflow_runs = WorkflowRuns(settings, self.db, self.jobs)
+        self.workflow_timers = WorkflowTimers(self.workflow_runs, settings.workflow_timer_seconds)
         self.reaper = Reaper(self.jobs, settings.job_reap_seconds)
         self.teams = Teams(self.db, self.authz)
         self.mailer = Mailer(settings, self.db)
@@ -86,12 +89,14 @@ class App:
         self.api_keys.start()
         self.sweeper.start()
         self.reaper.start()
+        self.workflow_timers.start()
         self.shared_metrics.start()
         await self.events.start()
 
     async def stop(self) -> None:
         await self.events.stop()
         await self.reaper.stop()
+        await self.workflow_timers.stop()
         await self.shared_metrics.stop()
         await self.sweeper.stop()
         await self.api_keys.stop()

@@ -93,6 +93,8 @@ class Settings:
     # Workflow definitions: nodes per definition, and items one map node may fan out to.
     workflow_max_nodes: int = 200
     workflow_max_map_items: int = 1000
+    # How often each process looks for delay nodes whose time has come.
+    workflow_timer_seconds: float = 0.5
     job_reap_seconds: float = 1.0
     # live events: whether this process relays the outbox to Redis (one relays at a time),
     # the stream's length bound, and per-process hub sizes.

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.api import add_member, bearer, create_org, envelope, signup
 from tests.support.servers import Server
-from treadle.api import jobs, routes, scopes, workflow_definitions
+from treadle.api import jobs, routes, scopes, workflow_definitions, workflow_runs
 
 SCOPED = [r for r in routes() if r.scope is not None]
 
@@ -79,8 +79,16 @@ def tenants(granian_server: Server) -> dict:
                 headers=bearer(victim),
             )
         )["data"]
+        run = envelope(
+            client.post(
+                "/v1/workflow-runs",
+                json={"organization_id": org_b["id"], "definition_id": definition["id"]},
+                headers={**bearer(victim), "Idempotency-Key": "isolation-run"},
+            )
+        )["data"]
     return {
         "definition_b": definition["id"],
+        "run_b": run["id"],
         "job_b": job["id"],
         "key_b": api_key["id"],
         "invitation_b": invitation["id"],
@@ -103,6 +111,7 @@ def _path(template: str, route_scope, t: dict) -> str:
         scopes.job: t["job_b"],
         jobs.worker_job: t["job_b"],
         workflow_definitions.definition: t["definition_b"],
+        workflow_runs.run_scope: t["run_b"],
     }
     path = template.replace("{user_id}", t["user_b"])
     if "{id}" in path:
@@ -132,6 +141,7 @@ def _body(route, t: dict) -> dict | None:
         "NewJob": {"organization_id": org_b, "type": "default"},
         "Claim": {},
         "JobBatch": {"organization_id": org_b, "jobs": [{"type": "default"}]},
+        "NewRun": {"organization_id": org_b, "definition_id": t.get("definition_b", org_b)},
         "NewDefinition": {
             "organization_id": org_b,
             "name": "stolen",
@@ -215,4 +225,5 @@ def test_every_scoped_route_is_covered() -> None:
         scopes.body_or_key,
         jobs.worker_job,
         workflow_definitions.definition,
+        workflow_runs.run_scope,
     }

@@ -83,10 +83,12 @@ BEYOND_THE_SCHEMA = [
     *_allow(r"^/v1/api-keys(/\{id\})?$", "400"),
     # A workflow is a graph: its edges, references and job types are checked as a whole.
     *_allow(r"^/v1/workflow-definitions$", "400"),
+    # A run names a definition of the caller's organization, whose node types are built.
+    *_allow(r"^/v1/workflow-runs$", "400"),
 ]
 # An API key acts in its own organization; a signed-in user must name one.
 FOR_SIGNED_IN_USERS = _allow(
-    r"^/v1/(jobs|jobs/batch|jobs/claim|events/stream|workflow-definitions)$", "400"
+    r"^/v1/(jobs|jobs/batch|jobs/claim|events/stream|workflow-definitions|workflow-runs)$", "400"
 )
 
 

@@ -22,6 +22,7 @@ def routes() -> list[Route]:
         teams,
         usage,
         workflow_definitions,
+        workflow_runs,
     )
 
     return [
@@ -39,5 +40,6 @@ def routes() -> list[Route]:
         *job_batches.ROUTES,
         *usage.ROUTES,
         *workflow_definitions.ROUTES,
+        *workflow_runs.ROUTES,
         *events.ROUTES,
     ]

@@ -126,6 +126,9 @@ class Job(msgspec.Struct):
     error_message: str | None
     submitted_by: str
     api_key_id: UUID | None
+    # The workflow run and node this job executes, if any.
+    workflow_run_id: UUID | None
+    workflow_node: str | None
     queued_at: datetime
     started_at: datetime | None
     completed_at: datetime | None

@@ -22,6 +22,7 @@ from treadle.services.jobs import (
     job_type,
     new_job,
     public_job,
+    submitter,
     usage_records,
 )
 from treadle.services.principal import Actor
@@ -59,7 +60,7 @@ class JobBatches:
                     kind = job_type(settings, fields["type"])
                 except ApiError as exc:
                     raise _at(exc, f"$.jobs[{index}].type") from None
-                rows.append(new_job(org_id, kind, fields, principal))
+                rows.append(new_job(org_id, kind, fields, *submitter(principal)))
             await self._check_teams(conn, org_id, items)
             created = await job_store.insert_many(conn, rows)
             await events.emit_many(conn, [job_event(row, "job.queued") for row in created])
@@ -101,6 +102,7 @@ class JobBatches:
             await events.emit_many(
                 conn, [job_event(done[j["id"]], "job.succeeded") for j, _ in held]
             )
+            await self.jobs.settled(conn, list(done.values()))
             return done
 
         return await self._leased(worker, org_id, items, apply)
@@ -132,6 +134,7 @@ class JobBatches:
                     for row in (after[j["id"]] for j, _ in held)
                 ],
             )
+            await self.jobs.settled(conn, list(after.values()))
             return after
 
         return await self._leased(worker, org_id, items, apply)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -102,6 +103,17 @@ class Jobs:
         self.db = db
         # Lease tokens are stored as keyed hashes: the database alone cannot forge one.
         self.lease_key = derive_key("treadle 2026 job lease tokens", settings.secret_key.encode())
+        # Called with the jobs of workflow runs that ended, in the transaction that ended
+        # them (the workflow engine sets it): the run advances with the job.
+        self.settled_hook: Callable[[Conn, list[Row]], Awaitable[None]] | None = None
+
+    async def settled(self, conn: Conn, rows: list[Row]) -> None:
+        """Announce jobs that reached an end to the workflow runs they belong to."""
+        ended = [
+            r for r in rows if r["workflow_run_id"] is not None and r["status"] in job_store.FINAL
+        ]
+        if ended and self.settled_hook is not None:
+            await self.settled_hook(conn, ended)
 
     # -- API consumers -------------------------------------------------------------------
 
@@ -124,7 +136,7 @@ class Jobs:
             row = await job_store.insert(
                 conn,
                 {
-                    **new_job(org_id, kind, fields, principal),
+                    **new_job(org_id, kind, fields, *submitter(principal)),
                     "idempotency_key": key,
                     "fingerprint": fingerprint,
                 },
@@ -170,6 +182,7 @@ class Jobs:
                 },
             )
             await self._audit(conn, actor, job, after, "cancel")
+            await self.settled(conn, [after])
         return public_job(after)
 
     async def retry(self, actor: Actor, job_id: UUID) -> Row:
@@ -262,6 +275,7 @@ class Jobs:
             },
         )
         await self._event(conn, after, "job.dead")
+        await self.settled(conn, [after])
 
     async def heartbeat(
         self, worker: str, job_id: UUID, token: str, lease_seconds: int | None
@@ -302,6 +316,7 @@ class Jobs:
             )
             await usage_store.insert(conn, records)
             await self._event(conn, after, "job.succeeded")
+            await self.settled(conn, [after])
         return public_job(after)
 
     async def fail(
@@ -333,6 +348,7 @@ class Jobs:
                     },
                 )
                 await self._event(conn, after, "job.dead")
+                await self.settled(conn, [after])
         return public_job(after)
 
     async def reap(self) -> int:
@@ -346,6 +362,7 @@ class Jobs:
                     for row in rows
                 ],
             )
+            await self.settled(conn, rows)
         return len(rows)
 
     # -- shared --------------------------------------------------------------------------
@@ -416,8 +433,11 @@ def _lease_lost(message: str, job: Row) -> ApiError:
     return ApiError(409, LEASE_LOST, message, {"status": job["status"]})
 
 
-def new_job(org_id: UUID, kind: Row, fields: Row, principal: Principal) -> Row:
-    """The row of a job submitted with ``fields`` as one of type ``kind``."""
+def new_job(
+    org_id: UUID, kind: Row, fields: Row, submitted_by: str, api_key_id: UUID | str | None
+) -> Row:
+    """The row of a job submitted with ``fields`` as one of type ``kind`` by the principal
+    ``submitted_by`` (and the API key it used, if any)."""
     pricing = {k: kind[k] for k in ("base_cost", "unit_cost", "unit")}
     units = Decimal(str(fields["estimated_units"]))
     return {
@@ -428,9 +448,14 @@ def new_job(org_id: UUID, kind: Row, fields: Row, principal: Principal) -> Row:
         "cost_estimate": _price(pricing, units),
         "max_attempts": fields["max_attempts"] or kind["max_attempts"],
         "lease_seconds": fields["lease_seconds"] or kind["lease_seconds"],
-        "submitted_by": principal.subject,
-        "api_key_id": principal.id if principal.kind == "api_key" else None,
+        "submitted_by": submitted_by,
+        "api_key_id": api_key_id,
     }
+
+
+def submitter(principal: Principal) -> tuple[str, str | None]:
+    """Who a job is submitted by: the principal, and the API key it used if any."""
+    return principal.subject, principal.id if principal.kind == "api_key" else None
 
 
 def _price(pricing: Row, units: Decimal) -> Decimal:

@@ -1,0 +1,206 @@
+"""Workflow runs: started from a definition version, advanced as their nodes' jobs finish."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from treadle.api import scopes
+from treadle.api.common import (
+    TIME_CURSOR_PARAMS,
+    actor,
+    limit_of,
+    path_id,
+    time_cursor,
+    time_cursor_of,
+)
+from treadle.api.jobs import Labels
+from treadle.services.authz import Scope
+from treadle.store import workflow_runs as run_store
+from treadle.web.envelope import CursorPage
+from treadle.web.errors import ApiError
+from treadle.web.request import Request
+from treadle.web.routing import Param, Route
+
+RUN = "/v1/workflow-runs/{id}"
+_ONE_STATUS = "|".join(run_store.STATUSES)
+
+
+class NewRun(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    definition_id: UUID
+    input: dict[str, Any] = {}
+    labels: Labels = {}
+    # False: the run is created and waits for POST /v1/workflow-runs/{id}/start.
+    start: bool = True
+    # Required for a signed-in user; an API key runs in its own organization.
+    organization_id: UUID | None = None
+
+
+class NodeState(msgspec.Struct):
+    node: str
+    status: str
+    outcome: str | None
+    output: Any
+    job_id: UUID | None
+    fire_at: datetime | None
+    error_code: str | None
+    error_message: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class DefinitionRef(msgspec.Struct):
+    name: str
+    version: int
+
+
+class WorkflowRun(msgspec.Struct):
+    id: UUID
+    organization_id: UUID
+    definition_id: UUID
+    status: str
+    input: dict[str, Any]
+    output: Any
+    labels: dict[str, str]
+    error_code: str | None
+    error_message: str | None
+    submitted_by: str
+    api_key_id: UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+
+
+class WorkflowRunDetail(WorkflowRun):
+    definition: DefinitionRef
+    nodes: list[NodeState]
+
+
+async def run_scope(req: Request) -> Scope:
+    ident = path_id(req)
+    async with req.app.db.connection() as conn:
+        row = await run_store.get(conn, ident)
+    if row is None:
+        raise ApiError.not_found(f"no workflow run with id {ident}")
+    return Scope(row["organization_id"], "workflow_run", str(ident))
+
+
+async def create(req: Request) -> Any:
+    body: NewRun = req.data
+    fields = {"input": body.input, "labels": body.labels}
+    return await req.app.workflow_runs.create(
+        actor(req), req.scope.organization_id, body.definition_id, fields, body.start
+    )
+
+
+async def list_runs(req: Request) -> Any:
+    limit = limit_of(req)
+    raw = req.query_value("status")
+    statuses = raw.split(",") if raw else None
+    if statuses and not set(statuses) <= set(run_store.STATUSES):
+        raise ApiError.validation(
+            f"status must be among {', '.join(run_store.STATUSES)}", "query.status"
+        )
+    definition = req.query_value("definition_id")
+    try:
+        definition_id = UUID(definition) if definition else None
+    except ValueError:
+        raise ApiError.validation("definition_id must be a UUID", "query.definition_id") from None
+    rows = await req.app.workflow_runs.in_org(
+        req.scope.organization_id,
+        limit,
+        before=time_cursor(req),
+        statuses=statuses,
+        definition_id=definition_id,
+    )
+    last = rows[-1] if len(rows) == limit else None
+    return CursorPage(rows, limit, time_cursor_of(last) if last else None)
+
+
+async def get(req: Request) -> Any:
+    return await req.app.workflow_runs.get(path_id(req))
+
+
+async def start(req: Request) -> Any:
+    return await req.app.workflow_runs.start(path_id(req))
+
+
+async def cancel(req: Request) -> Any:
+    return await req.app.workflow_runs.cancel(path_id(req))
+
+
+def _run_route(suffix: str, handler: Any, summary: str, **kw: Any) -> Route:
+    return Route(
+        "POST",
+        RUN + suffix,
+        handler,
+        summary,
+        "workflows",
+        auth="any",
+        response=WorkflowRunDetail,
+        permission="workflows.run",
+        scope=run_scope,
+        errors=(409,),
+        **kw,
+    )
+
+
+ROUTES = [
+    Route(
+        "POST",
+        "/v1/workflow-runs",
+        create,
+        "Run a workflow definition version (Idempotency-Key required); started unless"
+        " `start` is false",
+        "workflows",
+        auth="any",
+        body=NewRun,
+        response=WorkflowRunDetail,
+        status=201,
+        idempotency="required",
+        permission="workflows.run",
+        scope=scopes.body_or_key,
+    ),
+    Route(
+        "GET",
+        "/v1/workflow-runs",
+        list_runs,
+        "Workflow runs of the organization, newest first",
+        "workflows",
+        auth="any",
+        response=list[WorkflowRun],
+        params=(
+            *TIME_CURSOR_PARAMS,
+            Param(
+                "status",
+                f"only these statuses, comma separated: {', '.join(run_store.STATUSES)}",
+                {"type": "string", "pattern": f"^({_ONE_STATUS})(,({_ONE_STATUS}))*$"},
+            ),
+            Param(
+                "definition_id",
+                "only runs of this definition version",
+                {"type": "string", "format": "uuid"},
+            ),
+            Param("organization_id", "the organization (signed-in users; an API key has its own)"),
+        ),
+        permission="workflows.read",
+        scope=scopes.caller_organization,
+    ),
+    Route(
+        "GET",
+        RUN,
+        get,
+        "One workflow run with every node's state",
+        "workflows",
+        auth="any",
+        response=WorkflowRunDetail,
+        permission="workflows.read",
+        scope=run_scope,
+    ),
+    _run_route("/start", start, "Start a run created with `start: false`"),
+    _run_route("/cancel", cancel, "Cancel a run: its queued and running jobs are canceled"),
+]

@@ -1,0 +1,389 @@
+"""Workflow runs: created, started, advanced and canceled, all inside the transactions of
+the changes that drive them.
+
+Nothing a run needs lives in a process. A node that runs a job names it
+(``jobs.workflow_run_id``), and the run advances in the transaction that finishes that job
+(``Jobs.settled`` calls ``advance_jobs``). A delay is a row with its time, fired by the
+``WorkflowTimers`` loop of whichever process takes it first. Every step locks the run's row
+first, so two nodes of one run finishing at once advance it one after the other.
+
+Runs of definitions with ``job``, ``delay`` and ``condition`` nodes are built. Approval,
+signal, map and child-workflow nodes are not built yet: a run of a definition that has one
+is refused when it is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import operator
+import uuid
+from typing import Any
+from uuid import UUID
+
+from treadle.background import Background
+from treadle.services.jobs import Jobs, job_event, job_type, new_job
+from treadle.services.principal import Actor
+from treadle.settings import Settings
+from treadle.store import events
+from treadle.store import jobs as job_store
+from treadle.store import orgs as org_store
+from treadle.store import workflow_definitions as definition_store
+from treadle.store import workflow_runs as run_store
+from treadle.store.db import Conn, Database
+from treadle.web.errors import ApiError
+
+log = logging.getLogger("treadle.workflows")
+Row = dict[str, Any]
+RUNNABLE = frozenset(("job", "delay", "condition"))
+TIMER_BATCH = 100
+_MISSING = object()
+
+
+class WorkflowRuns:
+    def __init__(self, settings: Settings, db: Database, jobs: Jobs) -> None:
+        self.settings = settings
+        self.db = db
+        self.jobs = jobs
+        jobs.settled_hook = self.advance_jobs
+
+    # -- the routes ----------------------------------------------------------------------
+
+    async def create(
+        self, actor: Actor, org_id: UUID, definition_id: UUID, fields: Row, start: bool
+    ) -> Row:
+        principal = actor.signed_in
+        async with self.db.transaction() as conn:
+            definition = await definition_store.get(conn, definition_id)
+            if definition is None or definition["organization_id"] != org_id:
+                raise ApiError.validation(
+                    f"no workflow definition {definition_id} in this organization",
+                    "$.definition_id",
+                )
+            nodes = definition["spec"]["nodes"]
+            unbuilt = sorted({n["type"] for n in nodes} - RUNNABLE)
+            if unbuilt:
+                raise ApiError.validation(
+                    f"runs of definitions with {', '.join(unbuilt)} nodes are not built yet;"
+                    " job, delay and condition nodes run today",
+                    "$.definition_id",
+                )
+            run = await run_store.insert(
+                conn,
+                {
+                    "id": uuid.uuid4(),
+                    "organization_id": org_id,
+                    "definition_id": definition_id,
+                    "input": fields["input"],
+                    "labels": fields["labels"],
+                    "submitted_by": principal.subject,
+                    "api_key_id": principal.id if principal.kind == "api_key" else None,
+                },
+                [n["id"] for n in nodes],
+            )
+            await _emit(conn, run, "workflow.run.created", {"status": run["status"]})
+            if start:
+                run = await self._start(conn, run, definition)
+            return await _public(conn, run, definition)
+
+    async def start(self, run_id: UUID) -> Row:
+        async with self.db.transaction() as conn:
+            run, definition = await _locked(conn, run_id)
+            if run["status"] != "created":
+                raise ApiError.conflict(
+                    f"this run is {run['status']}; only a created run can be started",
+                    status=run["status"],
+                )
+            run = await self._start(conn, run, definition)
+            return await _public(conn, run, definition)
+
+    async def cancel(self, run_id: UUID) -> Row:
+        async with self.db.transaction() as conn:
+            run, definition = await _locked(conn, run_id)
+            if run["status"] in run_store.FINAL:
+                raise ApiError.conflict(
+                    f"this run is already {run['status']}", status=run["status"]
+                )
+            run = await self._end(conn, run, "canceled", None)
+            return await _public(conn, run, definition)
+
+    async def get(self, run_id: UUID) -> Row:
+        async with self.db.connection() as conn:
+            run = await run_store.get(conn, run_id)
+            if run is None:
+                raise ApiError.not_found(f"no workflow run with id {run_id}")
+            definition = await definition_store.get(conn, run["definition_id"])
+            return await _public(conn, run, definition)
+
+    async def in_org(self, org_id: UUID, limit: int, **filters: Any) -> list[Row]:
+        async with self.db.connection() as conn:
+            rows = await run_store.in_org(conn, org_id, limit, **filters)
+        return [_summary(row) for row in rows]
+
+    # -- the engine ----------------------------------------------------------------------
+
+    async def advance_jobs(self, conn: Conn, rows: list[Row]) -> None:
+        """Jobs of runs that ended (succeeded, dead, canceled), in their transaction."""
+        for row in sorted(rows, key=lambda r: r["workflow_run_id"]):
+            run, definition = await _locked(conn, row["workflow_run_id"])
+            state = (await run_store.nodes(conn, run["id"])).get(row["workflow_node"])
+            if run["status"] != "running" or state is None or state["job_id"] != row["id"]:
+                continue  # the run ended meanwhile, or this is not the node's live job
+            if row["status"] == "succeeded":
+                await self._finish(conn, run, row["workflow_node"], "succeeded", row["result"])
+                await self._advance(conn, run, definition)
+            else:
+                code = row["error_code"] or row["status"]
+                await self._fail(conn, run, row["workflow_node"], code, row["error_message"])
+
+    async def fire_timers(self) -> int:
+        """Fire the delays that are due; how many."""
+        async with self.db.transaction() as conn:
+            due = await run_store.due_timers(conn, TIMER_BATCH)
+            for timer in due:
+                run, definition = await _locked(conn, timer["run_id"])
+                if run["status"] == "running":
+                    await self._finish(conn, run, timer["node"], "elapsed", None)
+                    await self._advance(conn, run, definition)
+        return len(due)
+
+    async def _start(self, conn: Conn, run: Row, definition: Row) -> Row:
+        run = await run_store.set_run(conn, run["id"], "running")
+        await _emit(conn, run, "workflow.run.started", {"status": "running"})
+        await self._advance(conn, run, definition)
+        after = await run_store.get(conn, run["id"])
+        assert after is not None
+        return after
+
+    async def _advance(self, conn: Conn, run: Row, definition: Row) -> None:
+        """Start every waiting node whose upstream edges have all been followed, skip those
+        that can no longer run, until nothing changes; end the run when every node has."""
+        specs = definition["spec"]["nodes"]
+        org: Row | None = None
+        while True:
+            states = await run_store.nodes(conn, run["id"])
+            changed = False
+            for spec in specs:
+                state = states[spec["id"]]
+                if state["status"] != "waiting":
+                    continue
+                parents = [(states[e["node"]], e["when"]) for e in spec["after"]]
+                if any(p["status"] not in run_store.NODE_FINAL for p, _ in parents):
+                    continue
+                changed = True
+                if all(p["status"] == "succeeded" and p["outcome"] == w for p, w in parents):
+                    if org is None:
+                        org = await org_store.get(conn, run["organization_id"])
+                    await self._activate(conn, run, org, spec, states)
+                else:
+                    await run_store.set_node(conn, run["id"], spec["id"], "skipped")
+                    await _emit(conn, run, "workflow.node.skipped", {"node": spec["id"]})
+                current = await run_store.get(conn, run["id"])
+                assert current is not None
+                if current["status"] != "running":
+                    return  # a node failed to start and ended the run
+                break
+            if not changed:
+                break
+        states = await run_store.nodes(conn, run["id"])
+        if all(s["status"] in run_store.NODE_FINAL for s in states.values()):
+            leaves = {e["node"] for spec in specs for e in spec["after"]}
+            output = {
+                node: s["output"]
+                for node, s in states.items()
+                if node not in leaves and s["status"] == "succeeded"
+            }
+            await self._end(conn, run, "succeeded", output)
+
+    async def _activate(
+        self, conn: Conn, run: Row, org: Row | None, spec: Row, states: dict[str, Row]
+    ) -> None:
+        node = spec["id"]
+        kind = spec["type"]
+        if kind == "delay":
+            await run_store.set_node(conn, run["id"], node, "running", fire_in=spec["seconds"])
+            await _emit(conn, run, "workflow.node.running", {"node": node})
+            return
+        data = {
+            "input": run["input"],
+            "nodes": {n: {"output": s["output"]} for n, s in states.items()},
+        }
+        if kind == "condition":
+            outcome = next(
+                (c["outcome"] for c in spec["cases"] if _holds(c["when"], data)), spec["default"]
+            )
+            await run_store.set_node(conn, run["id"], node, "running")
+            await self._finish(conn, run, node, outcome, {"outcome": outcome})
+            return
+        assert kind == "job" and org is not None
+        try:
+            job_input = _resolve(spec["input"], data)
+        except _Missing as exc:
+            await self._fail(conn, run, node, "reference_missing", str(exc))
+            return
+        try:
+            type_row = job_type(org["settings"], spec["job_type"])
+        except ApiError as exc:  # the type was removed from the settings since
+            await self._fail(conn, run, node, "unknown_job_type", exc.message)
+            return
+        fields = {
+            "type": spec["job_type"],
+            "input": job_input if isinstance(job_input, dict) else {"value": job_input},
+            "team_id": None,
+            "priority": 0,
+            "estimated_units": 1.0,
+            "max_attempts": spec["max_attempts"],
+            "lease_seconds": spec["lease_seconds"],
+            "labels": {},
+        }
+        job = await job_store.insert(
+            conn,
+            {
+                **new_job(
+                    run["organization_id"], type_row, fields, run["submitted_by"], run["api_key_id"]
+                ),
+                "workflow_run_id": run["id"],
+                "workflow_node": node,
+            },
+        )
+        assert job is not None
+        await events.emit_many(conn, [job_event(job, "job.queued")])
+        await run_store.set_node(conn, run["id"], node, "running", job_id=job["id"])
+        await _emit(conn, run, "workflow.node.running", {"node": node, "job_id": job["id"]})
+
+    async def _finish(self, conn: Conn, run: Row, node: str, outcome: str, output: Any) -> None:
+        await run_store.set_node(conn, run["id"], node, "succeeded", outcome=outcome, output=output)
+        await _emit(conn, run, "workflow.node.succeeded", {"node": node, "outcome": outcome})
+
+    async def _fail(self, conn: Conn, run: Row, node: str, code: str, message: str | None) -> None:
+        await run_store.set_node(
+            conn, run["id"], node, "failed", error_code=code, error_message=message
+        )
+        await _emit(conn, run, "workflow.node.failed", {"node": node, "error_code": code})
+        await self._end(
+            conn, run, "failed", None, error_code=code, error_message=f"node {node}: {message}"
+        )
+
+    async def _end(self, conn: Conn, run: Row, status: str, output: Any, **error: Any) -> Row:
+        """End the run: its unfinished jobs canceled, its unfinished nodes too."""
+        canceled = await run_store.cancel_jobs(conn, run["id"])
+        await events.emit_many(conn, [job_event(row, "job.canceled") for row in canceled])
+        await conn.execute(
+            "UPDATE workflow_nodes SET status = 'canceled', completed_at = now()"
+            " WHERE run_id = %s AND status IN ('waiting', 'running')",
+            (run["id"],),
+        )
+        after = await run_store.set_run(conn, run["id"], status, output=output, **error)
+        await _emit(conn, after, f"workflow.run.{status}", {"status": status, **error})
+        return after
+
+
+class WorkflowTimers(Background):
+    """Fires due delays every ``interval`` seconds, in every process (each timer is taken
+    by one of them: FOR UPDATE SKIP LOCKED)."""
+
+    def __init__(self, runs: WorkflowRuns, interval: float) -> None:
+        self.runs = runs
+        self.interval = interval
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                while await self.runs.fire_timers() == TIMER_BATCH:
+                    pass
+            except Exception:
+                log.exception("workflow timers failed; retrying")
+
+
+async def _locked(conn: Conn, run_id: UUID) -> tuple[Row, Row]:
+    run = await run_store.get(conn, run_id, lock=True)
+    if run is None:
+        raise ApiError.not_found(f"no workflow run with id {run_id}")
+    definition = await definition_store.get(conn, run["definition_id"])
+    assert definition is not None
+    return run, definition
+
+
+async def _emit(conn: Conn, run: Row, topic: str, data: Row) -> None:
+    await events.emit_many(
+        conn, [(run["organization_id"], topic, {"run_id": run["id"], **data}, None, run["id"])]
+    )
+
+
+def _summary(run: Row) -> Row:
+    return dict(run)
+
+
+async def _public(conn: Conn, run: Row, definition: Row | None) -> Row:
+    states = await run_store.nodes(conn, run["id"])
+    order = [n["id"] for n in definition["spec"]["nodes"]] if definition else sorted(states)
+    out = _summary(run)
+    if definition is not None:
+        out["definition"] = {"name": definition["name"], "version": definition["version"]}
+    out["nodes"] = [
+        {k: v for k, v in states[node].items() if k != "run_id"} for node in order if node in states
+    ]
+    return out
+
+
+class _Missing(Exception):
+    """A reference names a value the run does not hold."""
+
+
+def _lookup(path: str, data: Row) -> Any:
+    value: Any = data
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def _resolve(template: Any, data: Row) -> Any:
+    if isinstance(template, dict):
+        if set(template) == {"$ref"}:
+            value = _lookup(template["$ref"], data)
+            if value is _MISSING:
+                raise _Missing(f"{template['$ref']} names nothing this run holds")
+            return value
+        return {k: _resolve(v, data) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_resolve(v, data) for v in template]
+    return template
+
+
+def _holds(test: Row, data: Row) -> bool:
+    if test.get("all") is not None:
+        return all(_holds(t, data) for t in test["all"])
+    if test.get("any") is not None:
+        return any(_holds(t, data) for t in test["any"])
+    if test.get("not") is not None:
+        return not _holds(test["not"], data)
+    value = _lookup(test["field"], data)
+    op: str = test["op"]
+    expected: Any = test.get("value")
+    if op == "exists":
+        return value is not _MISSING
+    if op == "missing":
+        return value is _MISSING
+    if value is _MISSING:
+        return False
+    if op == "eq":
+        return bool(value == expected)
+    if op == "ne":
+        return bool(value != expected)
+    if op in ("in", "not_in"):
+        return bool((value in expected) == (op == "in"))
+    # Order compares numbers with numbers and strings with strings; anything else is false.
+    numbers = all(isinstance(x, int | float) and not isinstance(x, bool) for x in (value, expected))
+    strings = isinstance(value, str) and isinstance(expected, str)
+    if not (numbers or strings):
+        return False
+    return bool(_ORDER[op](value, expected))
+
+
+_ORDER = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}

@@ -1,0 +1,146 @@
+"""Workflow runs and the state of each of their nodes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from treadle.store.db import Conn
+
+Row = dict[str, Any]
+STATUSES = ("created", "running", "succeeded", "failed", "canceled")
+FINAL = ("succeeded", "failed", "canceled")
+NODE_FINAL = ("succeeded", "failed", "skipped", "canceled")
+
+
+async def insert(conn: Conn, run: Row, nodes: list[str]) -> Row:
+    cur = await conn.execute(
+        "INSERT INTO workflow_runs (id, organization_id, definition_id, input, labels,"
+        " submitted_by, api_key_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *",
+        (
+            run["id"],
+            run["organization_id"],
+            run["definition_id"],
+            Jsonb(run["input"]),
+            Jsonb(run["labels"]),
+            run["submitted_by"],
+            run["api_key_id"],
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    await conn.execute(
+        "INSERT INTO workflow_nodes (run_id, node) SELECT %s, unnest(%s::text[])",
+        (run["id"], nodes),
+    )
+    return row
+
+
+async def get(conn: Conn, run_id: UUID, *, lock: bool = False) -> Row | None:
+    cur = await conn.execute(
+        "SELECT * FROM workflow_runs WHERE id = %s" + (" FOR UPDATE" if lock else ""), (run_id,)
+    )
+    return await cur.fetchone()
+
+
+async def nodes(conn: Conn, run_id: UUID) -> dict[str, Row]:
+    cur = await conn.execute(
+        "SELECT * FROM workflow_nodes WHERE run_id = %s ORDER BY node", (run_id,)
+    )
+    return {row["node"]: row for row in await cur.fetchall()}
+
+
+async def set_run(conn: Conn, run_id: UUID, status: str, **fields: Any) -> Row:
+    """The run in ``status`` (started_at / completed_at set on the way), with ``fields``."""
+    sets = ["status = %s", "updated_at = now()"]
+    args: list[Any] = [status]
+    if status == "running":
+        sets.append("started_at = coalesce(started_at, now())")
+    if status in FINAL:
+        sets.append("completed_at = now()")
+    for column, value in fields.items():
+        sets.append(f"{column} = %s")
+        args.append(Jsonb(value) if column == "output" else value)
+    cur = await conn.execute(
+        f"UPDATE workflow_runs SET {', '.join(sets)} WHERE id = %s RETURNING *", (*args, run_id)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def set_node(conn: Conn, run_id: UUID, node: str, status: str, **fields: Any) -> Row:
+    sets = ["status = %s"]
+    args: list[Any] = [status]
+    if status == "running":
+        sets.append("started_at = now()")
+    if status in NODE_FINAL:
+        sets.append("completed_at = now()")
+    for column, value in fields.items():
+        if column == "fire_in":
+            sets.append("fire_at = now() + make_interval(secs => %s)")
+        else:
+            sets.append(f"{column} = %s")
+        args.append(Jsonb(value) if column == "output" else value)
+    cur = await conn.execute(
+        f"UPDATE workflow_nodes SET {', '.join(sets)} WHERE run_id = %s AND node = %s RETURNING *",
+        (*args, run_id, node),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def due_timers(conn: Conn, limit: int) -> list[Row]:
+    """Delays whose time has come, locked for the caller (others skip them)."""
+    cur = await conn.execute(
+        "SELECT run_id, node FROM workflow_nodes WHERE status = 'running'"
+        " AND fire_at IS NOT NULL AND fire_at <= now() ORDER BY fire_at LIMIT %s"
+        " FOR UPDATE SKIP LOCKED",
+        (limit,),
+    )
+    return await cur.fetchall()
+
+
+async def in_org(
+    conn: Conn,
+    org_id: UUID,
+    limit: int,
+    before: tuple[datetime, UUID] | None,
+    statuses: list[str] | None,
+    definition_id: UUID | None,
+) -> list[Row]:
+    cur = await conn.execute(
+        "SELECT * FROM workflow_runs WHERE organization_id = %s"
+        " AND (%s::text[] IS NULL OR status = ANY(%s::text[]))"
+        " AND (%s::uuid IS NULL OR definition_id = %s::uuid)"
+        " AND (%s::timestamptz IS NULL OR (created_at, id) < (%s::timestamptz, %s::uuid))"
+        " ORDER BY created_at DESC, id DESC LIMIT %s",
+        (
+            org_id,
+            statuses,
+            statuses,
+            definition_id,
+            definition_id,
+            before[0] if before else None,
+            before[0] if before else None,
+            before[1] if before else None,
+            limit,
+        ),
+    )
+    return await cur.fetchall()
+
+
+async def cancel_jobs(conn: Conn, run_id: UUID) -> list[Row]:
+    """Cancel the run's jobs that have not finished; the canceled rows."""
+    cur = await conn.execute(
+        "UPDATE jobs SET status = 'canceled', canceled_at = now(), completed_at = now(),"
+        " lease_owner = NULL, lease_expires_at = NULL, lease_token_hash = NULL,"
+        " updated_at = now()"
+        " WHERE workflow_run_id = %s AND status IN ('queued', 'running') RETURNING *",
+        (run_id,),
+    )
+    return await cur.fetchall()

@@ -1,0 +1,263 @@
+"""Workflow runs over HTTP, driven by a worker speaking the job protocol: each node's job is
+queued when its upstream nodes have finished, with its input built from the run's data, and
+the run advances in the transaction that completes the job."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.support.api import bearer, envelope, error_code
+from tests.support.jobs import claim, job_org
+from tests.support.servers import Server
+
+RUNS = "/v1/workflow-runs"
+
+
+@pytest.fixture
+def client(server: Server) -> httpx.Client:
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture
+def org(client: httpx.Client) -> dict[str, Any]:
+    org = job_org(client)
+    org["defs"] = bearer(org["owner"])
+    return org
+
+
+def define(client: httpx.Client, org: dict, nodes: list[Any]) -> dict[str, Any]:
+    response = client.post(
+        "/v1/workflow-definitions",
+        json={"organization_id": org["id"], "name": f"flow-{uuid.uuid4().hex[:8]}", "nodes": nodes},
+        headers=org["defs"],
+    )
+    assert response.status_code == 201, response.text
+    return dict(envelope(response)["data"])
+
+
+def start_run(client: httpx.Client, org: dict, definition: dict, **body: Any) -> httpx.Response:
+    return client.post(
+        RUNS,
+        json={"organization_id": org["id"], "definition_id": definition["id"], **body},
+        headers={**org["defs"], "Idempotency-Key": str(uuid.uuid4())},
+    )
+
+
+def run_of(client: httpx.Client, org: dict, run_id: str) -> dict[str, Any]:
+    return dict(envelope(client.get(f"{RUNS}/{run_id}", headers=org["defs"]))["data"])
+
+
+def nodes(run: dict[str, Any]) -> dict[str, str]:
+    return {n["node"]: n["status"] for n in run["nodes"]}
+
+
+def work_one(client: httpx.Client, org: dict, result: Any, batch: bool = False) -> dict[str, Any]:
+    """Claim the one queued job and complete it with ``result``; the claimed job."""
+    (job,) = claim(client, org["work"], limit=10)
+    if batch:
+        done = client.post(
+            "/v1/jobs/complete",
+            json={
+                "items": [{"id": job["id"], "lease_token": job["lease_token"], "result": result}]
+            },
+            headers=org["work"],
+        )
+        assert envelope(done)["data"][0]["ok"], done.text
+    else:
+        done = client.post(
+            f"/v1/jobs/{job['id']}/complete",
+            json={"lease_token": job["lease_token"], "result": result},
+            headers=org["work"],
+        )
+        assert done.status_code == 200, done.text
+    return dict(job)
+
+
+def wait_for(client: httpx.Client, org: dict, run_id: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        run = run_of(client, org, run_id)
+        if run["status"] == status or time.monotonic() > deadline:
+            return run
+        time.sleep(0.1)
+
+
+def test_a_linear_run_queues_each_job_after_the_last_with_its_output_and_ends_after_a_delay(
+    client: httpx.Client, org: dict, server: Server
+) -> None:
+    claim(client, org["work"], limit=100)  # nothing of other tests is left queued
+    definition = define(
+        client,
+        org,
+        [
+            {
+                "id": "train",
+                "type": "job",
+                "job_type": "render",
+                "input": {"data": {"$ref": "input.dataset"}},
+            },
+            {
+                "id": "score",
+                "type": "job",
+                "job_type": "quick",
+                "after": ["train"],
+                "input": {"model": {"$ref": "nodes.train.output.model"}},
+            },
+            {"id": "cool", "type": "delay", "seconds": 1, "after": ["score"]},
+        ],
+    )
+    created = start_run(client, org, definition, input={"dataset": "s3://d/1"})
+    assert created.status_code == 201, created.text
+    run = envelope(created)["data"]
+    assert run["status"] == "running"
+    assert nodes(run) == {"train": "running", "score": "waiting", "cool": "waiting"}
+
+    train = work_one(client, org, {"model": "m-42"})
+    assert (train["type"], train["input"]) == ("render", {"data": "s3://d/1"})
+    assert (train["workflow_run_id"], train["workflow_node"]) == (run["id"], "train")
+    assert nodes(run_of(client, org, run["id"]))["score"] == "running"
+
+    score = work_one(client, org, {"auc": 0.91}, batch=True)
+    assert (score["type"], score["input"]) == ("quick", {"model": "m-42"})
+    assert nodes(run_of(client, org, run["id"]))["cool"] == "running"
+
+    done = wait_for(client, org, run["id"], "succeeded")
+    assert done["status"] == "succeeded", done
+    assert nodes(done) == {"train": "succeeded", "score": "succeeded", "cool": "succeeded"}
+    with psycopg.connect(server.env["TREADLE_DATABASE_URL"]) as conn:
+        (jobs,) = conn.execute(
+            "SELECT count(*) FROM jobs WHERE workflow_run_id = %s", (run["id"],)
+        ).fetchone()
+    assert jobs == 2  # every node ran exactly once
+
+
+def test_a_condition_picks_the_branch_and_the_other_is_skipped(
+    client: httpx.Client, org: dict
+) -> None:
+    claim(client, org["work"], limit=100)
+    definition = define(
+        client,
+        org,
+        [
+            {"id": "eval", "type": "job", "job_type": "render"},
+            {
+                "id": "check",
+                "type": "condition",
+                "after": ["eval"],
+                "cases": [
+                    {
+                        "outcome": "good",
+                        "when": {"field": "nodes.eval.output.score", "op": "ge", "value": 0.9},
+                    }
+                ],
+                "default": "bad",
+            },
+            {
+                "id": "ship",
+                "type": "job",
+                "job_type": "quick",
+                "after": [{"node": "check", "when": "good"}],
+            },
+            {
+                "id": "retrain",
+                "type": "job",
+                "job_type": "quick",
+                "after": [{"node": "check", "when": "bad"}],
+            },
+        ],
+    )
+    run = envelope(start_run(client, org, definition))["data"]
+    work_one(client, org, {"score": 0.95})
+    after = run_of(client, org, run["id"])
+    assert nodes(after)["check"] == "succeeded"
+    assert {n["node"]: n["outcome"] for n in after["nodes"]}["check"] == "good"
+    assert nodes(after)["retrain"] == "skipped"
+    ship = work_one(client, org, {"shipped": True})
+    assert ship["workflow_node"] == "ship"
+    done = run_of(client, org, run["id"])
+    assert done["status"] == "succeeded"
+    assert done["output"] == {"ship": {"shipped": True}}
+
+
+def test_a_dead_job_fails_the_run_and_cancels_its_other_jobs(
+    client: httpx.Client, org: dict
+) -> None:
+    claim(client, org["work"], limit=100)
+    definition = define(
+        client,
+        org,
+        [
+            {"id": "a", "type": "job", "job_type": "render"},
+            {"id": "b", "type": "job", "job_type": "render"},
+            {"id": "c", "type": "job", "job_type": "render", "after": ["a", "b"]},
+        ],
+    )
+    run = envelope(start_run(client, org, definition))["data"]
+    first, second = claim(client, org["work"], limit=1)[0], None
+    failed = client.post(
+        f"/v1/jobs/{first['id']}/fail",
+        json={"lease_token": first["lease_token"], "error_code": "bad_input", "retryable": False},
+        headers=org["work"],
+    )
+    assert envelope(failed)["data"]["status"] == "dead"
+    after = run_of(client, org, run["id"])
+    assert after["status"] == "failed"
+    assert after["error_code"] == "bad_input"
+    states = nodes(after)
+    assert states[first["workflow_node"]] == "failed"
+    assert {states[n] for n in ("a", "b") if n != first["workflow_node"]} == {"canceled"}
+    assert states["c"] == "canceled"
+    assert claim(client, org["work"], limit=10) == [] and second is None
+
+
+def test_a_run_created_unstarted_waits_then_cancel_reaches_its_jobs(
+    client: httpx.Client, org: dict
+) -> None:
+    claim(client, org["work"], limit=100)
+    definition = define(client, org, [{"id": "a", "type": "job", "job_type": "render"}])
+    run = envelope(start_run(client, org, definition, start=False))["data"]
+    assert run["status"] == "created" and nodes(run) == {"a": "waiting"}
+    assert claim(client, org["work"], limit=10) == []
+    started = client.post(f"{RUNS}/{run['id']}/start", headers=org["defs"])
+    assert envelope(started)["data"]["status"] == "running"
+    again = client.post(f"{RUNS}/{run['id']}/start", headers=org["defs"])
+    assert again.status_code == 409 and error_code(again) == "conflict"
+    canceled = client.post(f"{RUNS}/{run['id']}/cancel", headers=org["defs"])
+    assert envelope(canceled)["data"]["status"] == "canceled"
+    assert claim(client, org["work"], limit=10) == []  # its queued job was canceled
+    twice = client.post(f"{RUNS}/{run['id']}/cancel", headers=org["defs"])
+    assert twice.status_code == 409
+
+
+def test_runs_need_an_idempotency_key_replay_and_refuse_what_is_not_built(
+    client: httpx.Client, org: dict
+) -> None:
+    definition = define(client, org, [{"id": "a", "type": "delay", "seconds": 60}])
+    body = {"organization_id": org["id"], "definition_id": definition["id"]}
+    missing = client.post(RUNS, json=body, headers=org["defs"])
+    assert missing.status_code == 428
+    key = {**org["defs"], "Idempotency-Key": str(uuid.uuid4())}
+    first = client.post(RUNS, json=body, headers=key)
+    second = client.post(RUNS, json=body, headers=key)
+    # The replay is the stored answer, its first request's id and all.
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json()["data"]["id"] == envelope(first)["data"]["id"]
+    gated = define(
+        client, org, [{"id": "g", "type": "approval", "approvers": {"roles": ["admin"]}}]
+    )
+    refused = start_run(client, org, gated)
+    assert refused.status_code == 400
+    assert "not built yet" in envelope(refused)["error"]["message"]
+    listed = client.get(
+        RUNS,
+        params={"organization_id": org["id"], "definition_id": definition["id"]},
+        headers=org["defs"],
+    )
+    assert [r["id"] for r in envelope(listed)["data"]] == [envelope(first)["data"]["id"]]
