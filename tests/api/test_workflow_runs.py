@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from tests.support.api import bearer, envelope, error_code
+from tests.support.events import open_stream
 from tests.support.jobs import claim, job_org
 from tests.support.servers import Server
 
@@ -261,3 +262,59 @@ def test_runs_need_an_idempotency_key_replay_and_refuse_what_is_not_built(
         headers=org["defs"],
     )
     assert [r["id"] for r in envelope(listed)["data"]] == [envelope(first)["data"]["id"]]
+
+
+def test_the_runs_stream_carries_its_run_node_and_job_transitions_in_order(
+    client: httpx.Client, org: dict, server: Server
+) -> None:
+    claim(client, org["work"], limit=100)
+    definition = define(
+        client,
+        org,
+        [
+            {"id": "a", "type": "job", "job_type": "render"},
+            {"id": "b", "type": "job", "job_type": "render", "after": ["a"]},
+        ],
+    )
+    run = envelope(start_run(client, org, definition, start=False))["data"]
+    # Another run's events stay off this run's stream.
+    other = define(client, org, [{"id": "x", "type": "delay", "seconds": 60}])
+    start_run(client, org, other)
+    path = f"{RUNS}/{run['id']}/events"
+    with open_stream(server, org["defs"], {"after": "0-0"}, path=path) as stream:
+        client.post(f"{RUNS}/{run['id']}/start", headers=org["defs"]).raise_for_status()
+        work_one(client, org, {"step": 1})
+        work_one(client, org, {"step": 2})
+        frames = stream.until("workflow.run.succeeded")
+    assert [f["event"] for f in frames] == [
+        "workflow.run.created",
+        "workflow.run.started",
+        "job.queued",
+        "workflow.node.running",
+        "job.running",
+        "job.succeeded",
+        "workflow.node.succeeded",
+        "job.queued",
+        "workflow.node.running",
+        "job.running",
+        "job.succeeded",
+        "workflow.node.succeeded",
+        "workflow.run.succeeded",
+    ]
+    assert {f["data"]["run_id"] for f in frames} == {run["id"]}
+
+
+def test_a_job_whose_worker_vanished_fails_the_run_once_its_attempts_are_spent(
+    client: httpx.Client, org: dict
+) -> None:
+    claim(client, org["work"], limit=100)
+    definition = define(
+        client,
+        org,
+        [{"id": "a", "type": "job", "job_type": "render", "max_attempts": 1, "lease_seconds": 1}],
+    )
+    run = envelope(start_run(client, org, definition))["data"]
+    claim(client, org["work"], limit=1)  # and never heartbeat: the reaper buries it
+    done = wait_for(client, org, run["id"], "failed")
+    assert done["status"] == "failed", done
+    assert done["error_code"] == "lease_expired"

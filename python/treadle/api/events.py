@@ -17,6 +17,7 @@ import orjson
 
 from treadle._core import FanoutError, Subscription
 from treadle.api import scopes
+from treadle.api.workflow_runs import run_scope
 from treadle.bus.events import Events, Gap, Item, event_json
 from treadle.bus.leases import Lease
 from treadle.services.authz import Scope
@@ -118,7 +119,7 @@ class _Opened:
     lease: Lease
 
 
-async def _subscribe(req: Request, job_id: str | None) -> _Opened:
+async def _subscribe(req: Request, job_id: str | None, run_id: str | None = None) -> _Opened:
     topics, after = _topics(req), _after(req)
     events: Events = req.app.events
     principal: Principal = req.principal
@@ -131,7 +132,7 @@ async def _subscribe(req: Request, job_id: str | None) -> _Opened:
     )
     lease = await events.admit(principal.subject, str(req.scope.organization_id))
     try:
-        sub = events.subscribe(str(req.scope.organization_id), topics, job_id, after)
+        sub = events.subscribe(str(req.scope.organization_id), topics, job_id, after, run_id)
     except FanoutError as exc:
         events.release(lease)
         raise ApiError.validation(f"{exc}; check topic and after", "query") from None
@@ -164,8 +165,8 @@ def _gap(gap: Gap) -> dict[str, str]:
     }
 
 
-async def _sse_response(req: Request, job_id: str | None) -> Response:
-    opened = await _subscribe(req, job_id)
+async def _sse_response(req: Request, job_id: str | None, run_id: str | None = None) -> Response:
+    opened = await _subscribe(req, job_id, run_id)
     return Response(
         200,
         headers=SSE_HEADERS,
@@ -181,6 +182,10 @@ async def stream(req: Request) -> Response:
 
 async def job_stream(req: Request) -> Response:
     return await _sse_response(req, req.scope.resource_id)
+
+
+async def run_stream(req: Request) -> Response:
+    return await _sse_response(req, None, req.scope.resource_id)
 
 
 # --- WebSocket ---------------------------------------------------------------------------
@@ -318,6 +323,20 @@ ROUTES = [
         params=(TOPIC, AFTER),
         permission="jobs.read",
         scope=scopes.job,
+        raw=True,
+        content_type="text/event-stream",
+    ),
+    Route(
+        "GET",
+        "/v1/workflow-runs/{id}/events",
+        run_stream,
+        "Live events of one workflow run (its run and node transitions, and its jobs') as"
+        f" Server-Sent Events: {_SSE_FORMAT}",
+        "events",
+        auth="any",
+        params=(TOPIC, AFTER),
+        permission="workflows.read",
+        scope=run_scope,
         raw=True,
         content_type="text/event-stream",
     ),

@@ -467,11 +467,12 @@ class Events:
         topics: list[str] | None,
         job_id: str | None,
         after: str | None,
+        run_id: str | None = None,
     ) -> Subscription:
         hub = self.hub
         if hub is None or self._stopping:
             raise ApiError.unavailable("live events are not available yet; retry shortly", 2)
-        return hub.subscribe(org_id, topics, job_id, None, after)
+        return hub.subscribe(org_id, topics, job_id, run_id, after)
 
     async def admit(self, principal: str, org_id: str) -> Lease:
         """A place for one more stream of this principal in this organization."""

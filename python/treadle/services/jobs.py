@@ -74,7 +74,8 @@ def _summary(row: Row) -> Row:
 
 def job_event(row: Row, topic: str) -> events.Event:
     """The outbox event announcing ``topic`` for the job ``row``."""
-    return (row["organization_id"], topic, _summary(row), row["id"], None)
+    # A job of a workflow run is announced on the run's stream too.
+    return (row["organization_id"], topic, _summary(row), row["id"], row.get("workflow_run_id"))
 
 
 def job_type(settings: Row, name: str) -> Row:
