@@ -18,6 +18,9 @@ import asyncio
 import logging
 import operator
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 from uuid import UUID
 
@@ -53,7 +56,7 @@ class WorkflowRuns:
         self, actor: Actor, org_id: UUID, definition_id: UUID, fields: Row, start: bool
     ) -> Row:
         principal = actor.signed_in
-        async with self.db.transaction() as conn:
+        async with self.db.transaction() as conn, _batched(conn):
             definition = await definition_store.get(conn, definition_id)
             if definition is None or definition["organization_id"] != org_id:
                 raise ApiError.validation(
@@ -87,7 +90,7 @@ class WorkflowRuns:
             return await _public(conn, run, definition)
 
     async def start(self, run_id: UUID) -> Row:
-        async with self.db.transaction() as conn:
+        async with self.db.transaction() as conn, _batched(conn):
             run, definition = await _locked(conn, run_id)
             if run["status"] != "created":
                 raise ApiError.conflict(
@@ -98,7 +101,7 @@ class WorkflowRuns:
             return await _public(conn, run, definition)
 
     async def cancel(self, run_id: UUID) -> Row:
-        async with self.db.transaction() as conn:
+        async with self.db.transaction() as conn, _batched(conn):
             run, definition = await _locked(conn, run_id)
             if run["status"] in run_store.FINAL:
                 raise ApiError.conflict(
@@ -124,86 +127,92 @@ class WorkflowRuns:
 
     async def advance_jobs(self, conn: Conn, rows: list[Row]) -> None:
         """Jobs of runs that ended (succeeded, dead, canceled), in their transaction."""
+        async with _batched(conn):
+            await self._advance_jobs(conn, rows)
+
+    async def _advance_jobs(self, conn: Conn, rows: list[Row]) -> None:
         for row in sorted(rows, key=lambda r: r["workflow_run_id"]):
             run, definition = await _locked(conn, row["workflow_run_id"])
-            state = (await run_store.nodes(conn, run["id"])).get(row["workflow_node"])
+            node = row["workflow_node"]
+            states = await run_store.nodes(conn, run["id"])
+            state = states.get(node)
             if run["status"] != "running" or state is None or state["job_id"] != row["id"]:
                 continue  # the run ended meanwhile, or this is not the node's live job
             if row["status"] == "succeeded":
-                await self._finish(conn, run, row["workflow_node"], "succeeded", row["result"])
-                await self._advance(conn, run, definition)
+                states[node] = await self._finish(conn, run, node, "succeeded", row["result"])
+                await self._advance(conn, run, definition, states)
             else:
                 code = row["error_code"] or row["status"]
-                await self._fail(conn, run, row["workflow_node"], code, row["error_message"])
+                await self._fail(conn, run, node, code, row["error_message"])
 
     async def fire_timers(self) -> int:
         """Fire the delays that are due; how many."""
-        async with self.db.transaction() as conn:
+        async with self.db.transaction() as conn, _batched(conn):
             due = await run_store.due_timers(conn, TIMER_BATCH)
             for timer in due:
                 run, definition = await _locked(conn, timer["run_id"])
                 if run["status"] == "running":
-                    await self._finish(conn, run, timer["node"], "elapsed", None)
-                    await self._advance(conn, run, definition)
+                    states = await run_store.nodes(conn, run["id"])
+                    node = timer["node"]
+                    states[node] = await self._finish(conn, run, node, "elapsed", None)
+                    await self._advance(conn, run, definition, states)
         return len(due)
 
     async def _start(self, conn: Conn, run: Row, definition: Row) -> Row:
         run = await run_store.set_run(conn, run["id"], "running")
         await _emit(conn, run, "workflow.run.started", {"status": "running"})
-        await self._advance(conn, run, definition)
+        await self._advance(conn, run, definition, await run_store.nodes(conn, run["id"]))
         after = await run_store.get(conn, run["id"])
         assert after is not None
         return after
 
-    async def _advance(self, conn: Conn, run: Row, definition: Row) -> None:
+    async def _advance(self, conn: Conn, run: Row, definition: Row, states: dict[str, Row]) -> None:
         """Start every waiting node whose upstream edges have all been followed, skip those
-        that can no longer run, until nothing changes; end the run when every node has."""
+        that can no longer run, until nothing changes; end the run when every node has.
+        ``states`` (the nodes' rows) is kept current here as nodes change."""
         specs = definition["spec"]["nodes"]
         org: Row | None = None
-        while True:
-            states = await run_store.nodes(conn, run["id"])
-            changed = False
+        progress = True
+        while progress:
+            progress = False
             for spec in specs:
-                state = states[spec["id"]]
-                if state["status"] != "waiting":
+                if states[spec["id"]]["status"] != "waiting":
                     continue
                 parents = [(states[e["node"]], e["when"]) for e in spec["after"]]
                 if any(p["status"] not in run_store.NODE_FINAL for p, _ in parents):
                     continue
-                changed = True
+                progress = True
                 if all(p["status"] == "succeeded" and p["outcome"] == w for p, w in parents):
                     if org is None:
                         org = await org_store.get(conn, run["organization_id"])
-                    await self._activate(conn, run, org, spec, states)
+                    if not await self._activate(conn, run, org, spec, states):
+                        return  # the node could not start, and that ended the run
                 else:
-                    await run_store.set_node(conn, run["id"], spec["id"], "skipped")
+                    states[spec["id"]] = await run_store.set_node(
+                        conn, run["id"], spec["id"], "skipped"
+                    )
                     await _emit(conn, run, "workflow.node.skipped", {"node": spec["id"]})
-                current = await run_store.get(conn, run["id"])
-                assert current is not None
-                if current["status"] != "running":
-                    return  # a node failed to start and ended the run
-                break
-            if not changed:
-                break
-        states = await run_store.nodes(conn, run["id"])
         if all(s["status"] in run_store.NODE_FINAL for s in states.values()):
-            leaves = {e["node"] for spec in specs for e in spec["after"]}
+            upstream = {e["node"] for spec in specs for e in spec["after"]}
             output = {
                 node: s["output"]
                 for node, s in states.items()
-                if node not in leaves and s["status"] == "succeeded"
+                if node not in upstream and s["status"] == "succeeded"
             }
             await self._end(conn, run, "succeeded", output)
 
     async def _activate(
         self, conn: Conn, run: Row, org: Row | None, spec: Row, states: dict[str, Row]
-    ) -> None:
+    ) -> bool:
+        """Start the node (a condition also ends at once); False when that failed the run."""
         node = spec["id"]
         kind = spec["type"]
         if kind == "delay":
-            await run_store.set_node(conn, run["id"], node, "running", fire_in=spec["seconds"])
+            states[node] = await run_store.set_node(
+                conn, run["id"], node, "running", fire_in=spec["seconds"]
+            )
             await _emit(conn, run, "workflow.node.running", {"node": node})
-            return
+            return True
         data = {
             "input": run["input"],
             "nodes": {n: {"output": s["output"]} for n, s in states.items()},
@@ -212,20 +221,18 @@ class WorkflowRuns:
             outcome = next(
                 (c["outcome"] for c in spec["cases"] if _holds(c["when"], data)), spec["default"]
             )
-            await run_store.set_node(conn, run["id"], node, "running")
-            await self._finish(conn, run, node, outcome, {"outcome": outcome})
-            return
+            states[node] = await self._finish(conn, run, node, outcome, {"outcome": outcome})
+            return True
         assert kind == "job" and org is not None
         try:
             job_input = _resolve(spec["input"], data)
+            type_row = job_type(org["settings"], spec["job_type"])
         except _Missing as exc:
             await self._fail(conn, run, node, "reference_missing", str(exc))
-            return
-        try:
-            type_row = job_type(org["settings"], spec["job_type"])
+            return False
         except ApiError as exc:  # the type was removed from the settings since
             await self._fail(conn, run, node, "unknown_job_type", exc.message)
-            return
+            return False
         fields = {
             "type": spec["job_type"],
             "input": job_input if isinstance(job_input, dict) else {"value": job_input},
@@ -247,13 +254,22 @@ class WorkflowRuns:
             },
         )
         assert job is not None
-        await events.emit_many(conn, [job_event(job, "job.queued")])
-        await run_store.set_node(conn, run["id"], node, "running", job_id=job["id"])
-        await _emit(conn, run, "workflow.node.running", {"node": node, "job_id": job["id"]})
+        states[node] = await run_store.set_node(conn, run["id"], node, "running", job_id=job["id"])
+        await _announce(
+            conn,
+            [
+                job_event(job, "job.queued"),
+                _event(run, "workflow.node.running", {"node": node, "job_id": job["id"]}),
+            ],
+        )
+        return True
 
-    async def _finish(self, conn: Conn, run: Row, node: str, outcome: str, output: Any) -> None:
-        await run_store.set_node(conn, run["id"], node, "succeeded", outcome=outcome, output=output)
+    async def _finish(self, conn: Conn, run: Row, node: str, outcome: str, output: Any) -> Row:
+        row = await run_store.set_node(
+            conn, run["id"], node, "succeeded", outcome=outcome, output=output
+        )
         await _emit(conn, run, "workflow.node.succeeded", {"node": node, "outcome": outcome})
+        return row
 
     async def _fail(self, conn: Conn, run: Row, node: str, code: str, message: str | None) -> None:
         await run_store.set_node(
@@ -267,7 +283,7 @@ class WorkflowRuns:
     async def _end(self, conn: Conn, run: Row, status: str, output: Any, **error: Any) -> Row:
         """End the run: its unfinished jobs canceled, its unfinished nodes too."""
         canceled = await run_store.cancel_jobs(conn, run["id"])
-        await events.emit_many(conn, [job_event(row, "job.canceled") for row in canceled])
+        await _announce(conn, [job_event(row, "job.canceled") for row in canceled])
         await conn.execute(
             "UPDATE workflow_nodes SET status = 'canceled', completed_at = now()"
             " WHERE run_id = %s AND status IN ('waiting', 'running')",
@@ -296,19 +312,62 @@ class WorkflowTimers(Background):
                 log.exception("workflow timers failed; retrying")
 
 
+# Definition versions never change once written: each process keeps those it has read.
+_DEFINITIONS: dict[UUID, Row] = {}
+DEFINITIONS_KEPT = 1000
+
+
+async def _definition(conn: Conn, definition_id: UUID) -> Row:
+    definition = _DEFINITIONS.get(definition_id)
+    if definition is None:
+        definition = await definition_store.get(conn, definition_id)
+        assert definition is not None
+        if len(_DEFINITIONS) >= DEFINITIONS_KEPT:
+            _DEFINITIONS.clear()
+        _DEFINITIONS[definition_id] = definition
+    return definition
+
+
 async def _locked(conn: Conn, run_id: UUID) -> tuple[Row, Row]:
     run = await run_store.get(conn, run_id, lock=True)
     if run is None:
         raise ApiError.not_found(f"no workflow run with id {run_id}")
-    definition = await definition_store.get(conn, run["definition_id"])
-    assert definition is not None
-    return run, definition
+    return run, await _definition(conn, run["definition_id"])
+
+
+def _event(run: Row, topic: str, data: Row) -> events.Event:
+    return (run["organization_id"], topic, {"run_id": run["id"], **data}, None, run["id"])
+
+
+# The events of one step of the engine, written with one statement when the step ends
+# (``_batched``) rather than one per transition. Per task: concurrent requests never mix.
+_PENDING: ContextVar[list[events.Event] | None] = ContextVar("workflow_events", default=None)
+
+
+@asynccontextmanager
+async def _batched(conn: Conn) -> AsyncIterator[None]:
+    if _PENDING.get() is not None:  # already inside a step
+        yield
+        return
+    pending: list[events.Event] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+    finally:
+        _PENDING.reset(token)
+    await events.emit_many(conn, pending)
+
+
+async def _announce(conn: Conn, items: list[events.Event]) -> None:
+    pending = _PENDING.get()
+    if pending is None:
+        await events.emit_many(conn, items)
+    else:
+        pending.extend(items)
 
 
 async def _emit(conn: Conn, run: Row, topic: str, data: Row) -> None:
-    await events.emit_many(
-        conn, [(run["organization_id"], topic, {"run_id": run["id"], **data}, None, run["id"])]
-    )
+    await _announce(conn, [_event(run, topic, data)])
 
 
 def _summary(run: Row) -> Row:

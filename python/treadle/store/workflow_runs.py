@@ -75,8 +75,9 @@ async def set_run(conn: Conn, run_id: UUID, status: str, **fields: Any) -> Row:
 async def set_node(conn: Conn, run_id: UUID, node: str, status: str, **fields: Any) -> Row:
     sets = ["status = %s"]
     args: list[Any] = [status]
-    if status == "running":
-        sets.append("started_at = now()")
+    if status in ("running", "succeeded"):
+        # A condition succeeds the moment it starts.
+        sets.append("started_at = coalesce(started_at, now())")
     if status in NODE_FINAL:
         sets.append("completed_at = now()")
     for column, value in fields.items():
