@@ -131,19 +131,29 @@ class WorkflowRuns:
             await self._advance_jobs(conn, rows)
 
     async def _advance_jobs(self, conn: Conn, rows: list[Row]) -> None:
+        # The runs locked and their nodes read with one statement each for the whole batch,
+        # in id order (two batches touching the same runs never deadlock).
+        run_ids = sorted({r["workflow_run_id"] for r in rows})
+        runs = await run_store.lock_many(conn, run_ids)
+        states_of = await run_store.nodes_of(conn, run_ids)
+        orgs: dict[UUID, Row] = {}
         for row in sorted(rows, key=lambda r: r["workflow_run_id"]):
-            run, definition = await _locked(conn, row["workflow_run_id"])
+            run = runs[row["workflow_run_id"]]
             node = row["workflow_node"]
-            states = await run_store.nodes(conn, run["id"])
+            states = states_of[run["id"]]
             state = states.get(node)
             if run["status"] != "running" or state is None or state["job_id"] != row["id"]:
                 continue  # the run ended meanwhile, or this is not the node's live job
+            definition = await _definition(conn, run["definition_id"])
             if row["status"] == "succeeded":
                 states[node] = await self._finish(conn, run, node, "succeeded", row["result"])
-                await self._advance(conn, run, definition, states)
+                ended = await self._advance(conn, run, definition, states, orgs)
             else:
                 code = row["error_code"] or row["status"]
                 await self._fail(conn, run, node, code, row["error_message"])
+                ended = True
+            if ended:  # later jobs of this batch find it ended
+                runs[run["id"]] = {**run, "status": "ended"}
 
     async def fire_timers(self) -> int:
         """Fire the delays that are due; how many."""
@@ -166,12 +176,20 @@ class WorkflowRuns:
         assert after is not None
         return after
 
-    async def _advance(self, conn: Conn, run: Row, definition: Row, states: dict[str, Row]) -> None:
+    async def _advance(
+        self,
+        conn: Conn,
+        run: Row,
+        definition: Row,
+        states: dict[str, Row],
+        orgs: dict[UUID, Row] | None = None,
+    ) -> bool:
         """Start every waiting node whose upstream edges have all been followed, skip those
         that can no longer run, until nothing changes; end the run when every node has.
-        ``states`` (the nodes' rows) is kept current here as nodes change."""
+        ``states`` (the nodes' rows) is kept current here as nodes change; ``orgs`` keeps
+        the organizations read for job types across a batch. True when the run ended."""
         specs = definition["spec"]["nodes"]
-        org: Row | None = None
+        orgs = {} if orgs is None else orgs
         progress = True
         while progress:
             progress = False
@@ -183,23 +201,28 @@ class WorkflowRuns:
                     continue
                 progress = True
                 if all(p["status"] == "succeeded" and p["outcome"] == w for p, w in parents):
-                    if org is None:
-                        org = await org_store.get(conn, run["organization_id"])
-                    if not await self._activate(conn, run, org, spec, states):
-                        return  # the node could not start, and that ended the run
+                    org_id = run["organization_id"]
+                    if org_id not in orgs:
+                        org = await org_store.get(conn, org_id)
+                        assert org is not None
+                        orgs[org_id] = org
+                    if not await self._activate(conn, run, orgs[org_id], spec, states):
+                        return True  # the node could not start, and that ended the run
                 else:
                     states[spec["id"]] = await run_store.set_node(
                         conn, run["id"], spec["id"], "skipped"
                     )
                     await _emit(conn, run, "workflow.node.skipped", {"node": spec["id"]})
-        if all(s["status"] in run_store.NODE_FINAL for s in states.values()):
-            upstream = {e["node"] for spec in specs for e in spec["after"]}
-            output = {
-                node: s["output"]
-                for node, s in states.items()
-                if node not in upstream and s["status"] == "succeeded"
-            }
-            await self._end(conn, run, "succeeded", output)
+        if not all(s["status"] in run_store.NODE_FINAL for s in states.values()):
+            return False
+        upstream = {e["node"] for spec in specs for e in spec["after"]}
+        output = {
+            node: s["output"]
+            for node, s in states.items()
+            if node not in upstream and s["status"] == "succeeded"
+        }
+        await self._end(conn, run, "succeeded", output)
+        return True
 
     async def _activate(
         self, conn: Conn, run: Row, org: Row | None, spec: Row, states: dict[str, Row]

@@ -46,6 +46,26 @@ async def get(conn: Conn, run_id: UUID, *, lock: bool = False) -> Row | None:
     return await cur.fetchone()
 
 
+async def lock_many(conn: Conn, run_ids: list[UUID]) -> dict[UUID, Row]:
+    """The runs among ``run_ids``, locked in id order."""
+    cur = await conn.execute(
+        "SELECT * FROM workflow_runs WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+        (run_ids,),
+    )
+    return {row["id"]: row for row in await cur.fetchall()}
+
+
+async def nodes_of(conn: Conn, run_ids: list[UUID]) -> dict[UUID, dict[str, Row]]:
+    """The node rows of each of ``run_ids``, by run and node."""
+    cur = await conn.execute(
+        "SELECT * FROM workflow_nodes WHERE run_id = ANY(%s::uuid[])", (run_ids,)
+    )
+    found: dict[UUID, dict[str, Row]] = {run_id: {} for run_id in run_ids}
+    for row in await cur.fetchall():
+        found[row["run_id"]][row["node"]] = row
+    return found
+
+
 async def nodes(conn: Conn, run_id: UUID) -> dict[str, Row]:
     cur = await conn.execute(
         "SELECT * FROM workflow_nodes WHERE run_id = %s ORDER BY node", (run_id,)
