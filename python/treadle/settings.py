@@ -153,6 +153,9 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("job_reap_seconds", "workflow_timer_seconds"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be more than 0, not {getattr(self, name)}")
         if not 0 <= self.event_wake_ms <= 1000:
             raise SettingsError(
                 f"event_wake_ms must be between 0 and 1000 (milliseconds), not {self.event_wake_ms}"

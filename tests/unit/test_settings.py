@@ -31,6 +31,8 @@ def test_round_trip_through_environment() -> None:
         ({"TREADLE_PORT": "70000"}, "port must be between"),
         ({"TREADLE_SERVER": "uvicorn"}, "server must be 'granian' or 'robyn'"),
         ({"TREADLE_WORKERS": "0"}, "workers must be at least 1"),
+        ({"TREADLE_WORKFLOW_MAX_NODES": "0"}, "workflow_max_nodes must be at least 1"),
+        ({"TREADLE_WORKFLOW_TIMER_SECONDS": "0"}, "workflow_timer_seconds must be more than 0"),
         ({"TREADLE_ACCESS_LOG": "maybe"}, "not a valid bool"),
         ({"TREADLE_DB_POOL_MAX": "0"}, "db_pool_max at least 1"),
         ({"TREADLE_DB_POOL_MIN": "11"}, "must be between 0 and db_pool_max"),
