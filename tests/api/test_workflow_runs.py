@@ -219,7 +219,7 @@ def test_a_dead_job_fails_the_run_and_cancels_its_other_jobs(
 
 
 def test_a_run_created_unstarted_waits_then_cancel_reaches_its_jobs(
-    client: httpx.Client, org: dict
+    client: httpx.Client, org: dict, server: Server
 ) -> None:
     claim(client, org["work"], limit=100)
     definition = define(client, org, [{"id": "a", "type": "job", "job_type": "render"}])
@@ -235,6 +235,18 @@ def test_a_run_created_unstarted_waits_then_cancel_reaches_its_jobs(
     assert claim(client, org["work"], limit=10) == []  # its queued job was canceled
     twice = client.post(f"{RUNS}/{run['id']}/cancel", headers=org["defs"])
     assert twice.status_code == 409
+    # Every human action on the run is an audit row, by whom it was done.
+    with psycopg.connect(server.env["TREADLE_DATABASE_URL"]) as conn:
+        audited = conn.execute(
+            "SELECT action, actor_id FROM audit_logs WHERE target_id = %s ORDER BY created_at",
+            (run["id"],),
+        ).fetchall()
+    owner = org["owner"]["user"]["id"]
+    assert [(a, str(who)) for a, who in audited] == [
+        ("workflow.run.create", owner),
+        ("workflow.run.start", owner),
+        ("workflow.run.cancel", owner),
+    ]
 
 
 def test_runs_need_an_idempotency_key_replay_and_refuse_what_is_not_built(

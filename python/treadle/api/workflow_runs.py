@@ -126,11 +126,11 @@ async def get(req: Request) -> Any:
 
 
 async def start(req: Request) -> Any:
-    return await req.app.workflow_runs.start(path_id(req))
+    return await req.app.workflow_runs.start(actor(req), path_id(req))
 
 
 async def cancel(req: Request) -> Any:
-    return await req.app.workflow_runs.cancel(path_id(req))
+    return await req.app.workflow_runs.cancel(actor(req), path_id(req))
 
 
 def _run_route(suffix: str, handler: Any, summary: str, **kw: Any) -> Route:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,8 +24,10 @@ from typing import Any
 from uuid import UUID
 
 from treadle.background import Background
+from treadle.services import audit
 from treadle.services.jobs import Jobs, job_event, job_type, new_job
 from treadle.services.principal import Actor
+from treadle.services.workflow_data import Missing, holds, resolve
 from treadle.settings import Settings
 from treadle.store import events
 from treadle.store import jobs as job_store
@@ -40,7 +41,6 @@ log = logging.getLogger("treadle.workflows")
 Row = dict[str, Any]
 RUNNABLE = frozenset(("job", "delay", "condition"))
 TIMER_BATCH = 100
-_MISSING = object()
 
 
 class WorkflowRuns:
@@ -85,11 +85,12 @@ class WorkflowRuns:
                 [n["id"] for n in nodes],
             )
             await _emit(conn, run, "workflow.run.created", {"status": run["status"]})
+            await _audit(conn, actor, run, "workflow.run.create")
             if start:
                 run = await self._start(conn, run, definition)
             return await _public(conn, run, definition)
 
-    async def start(self, run_id: UUID) -> Row:
+    async def start(self, actor: Actor, run_id: UUID) -> Row:
         async with self.db.transaction() as conn, _batched(conn):
             run, definition = await _locked(conn, run_id)
             if run["status"] != "created":
@@ -98,9 +99,10 @@ class WorkflowRuns:
                     status=run["status"],
                 )
             run = await self._start(conn, run, definition)
+            await _audit(conn, actor, run, "workflow.run.start")
             return await _public(conn, run, definition)
 
-    async def cancel(self, run_id: UUID) -> Row:
+    async def cancel(self, actor: Actor, run_id: UUID) -> Row:
         async with self.db.transaction() as conn, _batched(conn):
             run, definition = await _locked(conn, run_id)
             if run["status"] in run_store.FINAL:
@@ -108,6 +110,7 @@ class WorkflowRuns:
                     f"this run is already {run['status']}", status=run["status"]
                 )
             run = await self._end(conn, run, "canceled", None)
+            await _audit(conn, actor, run, "workflow.run.cancel")
             return await _public(conn, run, definition)
 
     async def get(self, run_id: UUID) -> Row:
@@ -242,15 +245,15 @@ class WorkflowRuns:
         }
         if kind == "condition":
             outcome = next(
-                (c["outcome"] for c in spec["cases"] if _holds(c["when"], data)), spec["default"]
+                (c["outcome"] for c in spec["cases"] if holds(c["when"], data)), spec["default"]
             )
             states[node] = await self._finish(conn, run, node, outcome, {"outcome": outcome})
             return True
         assert kind == "job" and org is not None
         try:
-            job_input = _resolve(spec["input"], data)
+            job_input = resolve(spec["input"], data)
             type_row = job_type(org["settings"], spec["job_type"])
-        except _Missing as exc:
+        except Missing as exc:
             await self._fail(conn, run, node, "reference_missing", str(exc))
             return False
         except ApiError as exc:  # the type was removed from the settings since
@@ -358,6 +361,20 @@ async def _locked(conn: Conn, run_id: UUID) -> tuple[Row, Row]:
     return run, await _definition(conn, run["definition_id"])
 
 
+async def _audit(conn: Conn, actor: Actor, run: Row, action: str) -> None:
+    # The run's own events announce it: the audit row alone, no second event.
+    await audit.record(
+        conn,
+        actor,
+        run["organization_id"],
+        action,
+        "workflow_run",
+        run["id"],
+        after={"status": run["status"], "definition_id": run["definition_id"]},
+        event=False,
+    )
+
+
 def _event(run: Row, topic: str, data: Row) -> events.Event:
     return (run["organization_id"], topic, {"run_id": run["id"], **data}, None, run["id"])
 
@@ -407,65 +424,3 @@ async def _public(conn: Conn, run: Row, definition: Row | None) -> Row:
         {k: v for k, v in states[node].items() if k != "run_id"} for node in order if node in states
     ]
     return out
-
-
-class _Missing(Exception):
-    """A reference names a value the run does not hold."""
-
-
-def _lookup(path: str, data: Row) -> Any:
-    value: Any = data
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return _MISSING
-    return value
-
-
-def _resolve(template: Any, data: Row) -> Any:
-    if isinstance(template, dict):
-        if set(template) == {"$ref"}:
-            value = _lookup(template["$ref"], data)
-            if value is _MISSING:
-                raise _Missing(f"{template['$ref']} names nothing this run holds")
-            return value
-        return {k: _resolve(v, data) for k, v in template.items()}
-    if isinstance(template, list):
-        return [_resolve(v, data) for v in template]
-    return template
-
-
-def _holds(test: Row, data: Row) -> bool:
-    if test.get("all") is not None:
-        return all(_holds(t, data) for t in test["all"])
-    if test.get("any") is not None:
-        return any(_holds(t, data) for t in test["any"])
-    if test.get("not") is not None:
-        return not _holds(test["not"], data)
-    value = _lookup(test["field"], data)
-    op: str = test["op"]
-    expected: Any = test.get("value")
-    if op == "exists":
-        return value is not _MISSING
-    if op == "missing":
-        return value is _MISSING
-    if value is _MISSING:
-        return False
-    if op == "eq":
-        return bool(value == expected)
-    if op == "ne":
-        return bool(value != expected)
-    if op in ("in", "not_in"):
-        return bool((value in expected) == (op == "in"))
-    # Order compares numbers with numbers and strings with strings; anything else is false.
-    numbers = all(isinstance(x, int | float) and not isinstance(x, bool) for x in (value, expected))
-    strings = isinstance(value, str) and isinstance(expected, str)
-    if not (numbers or strings):
-        return False
-    return bool(_ORDER[op](value, expected))
-
-
-_ORDER = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
