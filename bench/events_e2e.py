@@ -16,70 +16,38 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import multiprocessing as mp
 import os
-import signal
 import statistics
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import noise
 import orjson
+import runner
 import servers
 import tenants
-from http_compare import RAW, machine
 from jobs_batches import SUBMIT_SCOPES, submit
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    RAW.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    report: dict[str, Any] = {"started": stamp, "argv": sys.argv, "args": vars(args), "runs": []}
-    out = RAW / f"events_e2e-{stamp}.json"
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="treadle-bench-") as tmp,
-            servers.storage(args.database_url, args.redis_url, Path(tmp)) as store,
-        ):
-            report["machine"] = machine(store)
-            print(f"date     {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-            for key, value in report["machine"].items():
-                print(f"{key:<8} {value}")
-            app = servers.treadle("granian", args.server_workers, store, Path(tmp), access_log=True)
-            app.env.update(
-                {
-                    "TREADLE_RATE_LIMIT_API_KEY": "100000000/60",
-                    "TREADLE_RATE_LIMIT_USER": "100000000/60",
-                }
+    with runner.unlimited_treadle("events_e2e", args) as bench:
+        app, token, report = bench.app, bench.token, bench.report
+        meter = noise.Meter(lambda: [app.proc.pid] if app.proc else [])
+        for r in range(1, args.rounds + 1):
+            noise.wait_quiet(meter, args.quiet, args.quiet_wait)
+            run = _run(app, token, args)
+            run["round"] = r
+            report["runs"].append(run)
+            print(
+                f"  round {r}/{args.rounds}: {run['events_per_s']:,.0f} events/s"
+                f" ({run['submitted']} jobs; submit alone {run['submit_per_s']:,.0f}"
+                f" jobs/s), lost {run['lost']}, duplicates {run['duplicates']}",
+                flush=True,
             )
-            error = app.start()
-            if error:
-                print("\n".join(app.tail()), file=sys.stderr)
-                raise SystemExit(f"treadle did not start: {error}")
-            try:
-                token = servers.signup(app)
-                meter = noise.Meter(lambda: [app.proc.pid] if app.proc else [])
-                for r in range(1, args.rounds + 1):
-                    noise.wait_quiet(meter, args.quiet, args.quiet_wait)
-                    run = _run(app, token, args)
-                    run["round"] = r
-                    report["runs"].append(run)
-                    print(
-                        f"  round {r}/{args.rounds}: {run['events_per_s']:,.0f} events/s"
-                        f" ({run['submitted']} jobs; submit alone {run['submit_per_s']:,.0f}"
-                        f" jobs/s), lost {run['lost']}, duplicates {run['duplicates']}",
-                        flush=True,
-                    )
-            finally:
-                app.stop()
         runs = report["runs"]
         med = statistics.median(r["events_per_s"] for r in runs)
         each = ", ".join(f"{r['events_per_s']:,.0f}" for r in runs)
@@ -93,9 +61,6 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
         print("\n" + report["table"])
-    finally:
-        out.write_text(json.dumps(report, indent=2, default=str))
-        print(f"\nraw results: {out.relative_to(RAW.parent.parent)}")
     return 0
 
 

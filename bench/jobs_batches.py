@@ -27,24 +27,20 @@ import json
 import multiprocessing as mp
 import os
 import secrets
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import noise
 import orjson
 import psycopg
+import runner
 import servers
 import tenants
-from http_compare import RAW, machine
 from jobs_throughput import check, exactly_once
 from psycopg.types.json import Jsonb
 
@@ -60,45 +56,14 @@ PRICING = {"base_cost": 0, "unit_cost": 0, "unit": "units"}
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    RAW.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    report: dict[str, Any] = {"started": stamp, "argv": sys.argv, "args": vars(args), "runs": []}
-    out = RAW / f"jobs_batches-{stamp}.json"
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="treadle-bench-") as tmp,
-            servers.storage(args.database_url, args.redis_url, Path(tmp)) as store,
-        ):
-            report["machine"] = machine(store)
-            print(f"date     {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-            for key, value in report["machine"].items():
-                print(f"{key:<8} {value}")
-            app = servers.treadle("granian", args.server_workers, store, Path(tmp), access_log=True)
-            app.env.update(
-                {
-                    "TREADLE_RATE_LIMIT_API_KEY": "100000000/60",
-                    "TREADLE_RATE_LIMIT_USER": "100000000/60",
-                }
-            )
-            error = app.start()
-            if error:
-                print("\n".join(app.tail()), file=sys.stderr)
-                raise SystemExit(f"treadle did not start: {error}")
-            try:
-                token = servers.signup(app)
-                for r in range(1, args.rounds + 1):
-                    run = _round(app, store, token, args)
-                    run["round"] = r
-                    report["runs"].append(run)
-                    _print_round(r, args.rounds, run)
-            finally:
-                app.stop()
-        report["table"] = table(report["runs"], args)
-        print("\n" + report["table"])
-    finally:
-        out.write_text(json.dumps(report, indent=2, default=str))
-        print(f"\nraw results: {out.relative_to(RAW.parent.parent)}")
+    with runner.unlimited_treadle("jobs_batches", args) as bench:
+        for r in range(1, args.rounds + 1):
+            run = _round(bench.app, bench.store, bench.token, args)
+            run["round"] = r
+            bench.report["runs"].append(run)
+            _print_round(r, args.rounds, run)
+        bench.report["table"] = table(bench.report["runs"], args)
+        print("\n" + bench.report["table"])
     return 0
 
 

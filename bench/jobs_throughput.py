@@ -29,22 +29,19 @@ import json
 import multiprocessing as mp
 import os
 import secrets
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import noise
 import psycopg
+import runner
 import servers
 import tenants
-from http_compare import RAW, machine
 
 NEW_JOB = json.dumps({"type": "default"}).encode()
 USAGE = [{"metric": "units", "quantity": 1}]
@@ -56,47 +53,17 @@ MAX_ERRORS = 100
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    RAW.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    report: dict[str, Any] = {"started": stamp, "argv": sys.argv, "args": vars(args), "runs": []}
-    out = RAW / f"jobs_throughput-{stamp}.json"
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="treadle-bench-") as tmp,
-            servers.storage(args.database_url, args.redis_url, Path(tmp)) as store,
-        ):
-            report["machine"] = machine(store)
-            _header(report["machine"], args)
-            app = servers.treadle("granian", args.server_workers, store, Path(tmp), access_log=True)
-            app.env.update(
-                {
-                    "TREADLE_ACCESS_LOG": "true" if args.access_log else "false",
-                    # Every key and user sends thousands of requests: limits that never refuse.
-                    "TREADLE_RATE_LIMIT_API_KEY": "100000000/60",
-                    "TREADLE_RATE_LIMIT_USER": "100000000/60",
-                }
-            )
-            error = app.start()
-            if error:
-                print("\n".join(app.tail()), file=sys.stderr)
-                raise SystemExit(f"treadle did not start: {error}")
-            try:
-                token = servers.signup(app)
-                cases = [(limit, n) for limit in args.limits for n in args.clients]
-                for r in range(1, args.rounds + 1):
-                    for limit, n in cases:
-                        run = _run(app, store, token, limit, n, args)
-                        run["round"] = r
-                        report["runs"].append(run)
-                        _print_run(r, args.rounds, run)
-            finally:
-                app.stop()
-        report["table"] = table(report["runs"])
-        print("\n" + report["table"])
-    finally:
-        out.write_text(json.dumps(report, indent=2, default=str))
-        print(f"\nraw results: {out.relative_to(RAW.parent.parent)}")
+    env = {"TREADLE_ACCESS_LOG": "true" if args.access_log else "false"}
+    with runner.unlimited_treadle("jobs_throughput", args, env, _header) as bench:
+        cases = [(limit, n) for limit in args.limits for n in args.clients]
+        for r in range(1, args.rounds + 1):
+            for limit, n in cases:
+                run = _run(bench.app, bench.store, bench.token, limit, n, args)
+                run["round"] = r
+                bench.report["runs"].append(run)
+                _print_run(r, args.rounds, run)
+        bench.report["table"] = table(bench.report["runs"])
+        print("\n" + bench.report["table"])
     return 0
 
 

@@ -20,26 +20,20 @@ Storage as in ``http_compare.py`` (``--database-url`` / ``--redis-url``, else em
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
-import signal
 import statistics
-import sys
-import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import noise
 import orjson
 import psycopg
+import runner
 import servers
 import tenants
-from http_compare import RAW, machine
 
 RUN_SCOPES = ["workflows.manage", "workflows.run", "workflows.read"]
 WORKER_SCOPES = ["jobs:work"]
@@ -65,52 +59,21 @@ RESULT = {"data": "d", "model": "m"}
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    RAW.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    report: dict[str, Any] = {"started": stamp, "argv": sys.argv, "args": vars(args), "runs": []}
-    out = RAW / f"workflow_runs-{stamp}.json"
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="treadle-bench-") as tmp,
-            servers.storage(args.database_url, args.redis_url, Path(tmp)) as store,
-        ):
-            report["machine"] = machine(store)
-            print(f"date     {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-            for key, value in report["machine"].items():
-                print(f"{key:<8} {value}")
-            app = servers.treadle("granian", args.server_workers, store, Path(tmp), access_log=True)
-            app.env.update(
-                {
-                    "TREADLE_RATE_LIMIT_API_KEY": "100000000/60",
-                    "TREADLE_RATE_LIMIT_USER": "100000000/60",
-                }
+    with runner.unlimited_treadle("workflow_runs", args) as bench:
+        for r in range(1, args.rounds + 1):
+            run = _round(bench.app, bench.store, bench.token, args)
+            run["round"] = r
+            bench.report["runs"].append(run)
+            print(
+                f"  round {r}/{args.rounds}: {run['runs_per_s']:,.0f} runs/s"
+                f" ({run['runs']} runs, created at {run['create_per_s']:,.0f}/s),"
+                f" every node once: {'yes' if run['exactly_once'] else 'NO'};"
+                f" dispatch p50 {run['dispatch_p50_ms']:.1f} ms"
+                f" p99 {run['dispatch_p99_ms']:.1f} ms",
+                flush=True,
             )
-            error = app.start()
-            if error:
-                print("\n".join(app.tail()), file=sys.stderr)
-                raise SystemExit(f"treadle did not start: {error}")
-            try:
-                token = servers.signup(app)
-                for r in range(1, args.rounds + 1):
-                    run = _round(app, store, token, args)
-                    run["round"] = r
-                    report["runs"].append(run)
-                    print(
-                        f"  round {r}/{args.rounds}: {run['runs_per_s']:,.0f} runs/s"
-                        f" ({run['runs']} runs, created at {run['create_per_s']:,.0f}/s),"
-                        f" every node once: {'yes' if run['exactly_once'] else 'NO'};"
-                        f" dispatch p50 {run['dispatch_p50_ms']:.1f} ms"
-                        f" p99 {run['dispatch_p99_ms']:.1f} ms",
-                        flush=True,
-                    )
-            finally:
-                app.stop()
-        report["table"] = table(report["runs"], args)
-        print("\n" + report["table"])
-    finally:
-        out.write_text(json.dumps(report, indent=2, default=str))
-        print(f"\nraw results: {out.relative_to(RAW.parent.parent)}")
+        bench.report["table"] = table(bench.report["runs"], args)
+        print("\n" + bench.report["table"])
     return 0
 
 
