@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing as mp
-import os
 import statistics
 import sys
 import time
@@ -69,13 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=20000, help="jobs submitted per round")
     p.add_argument("--subscribers", type=int, default=2, help="SSE streams")
     p.add_argument("--submitters", type=int, default=2, help="threads posting batches")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--server-workers", type=int, default=1, help="treadle worker processes")
-    p.add_argument("--database-url", default=os.environ.get("TREADLE_BENCH_DATABASE_URL", ""))
-    p.add_argument("--redis-url", default=os.environ.get("TREADLE_BENCH_REDIS_URL", ""))
-    p.add_argument("--quiet", type=float, default=0.25, metavar="CORES")
-    p.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS")
-    return p
+    return runner.add_common_args(p)
 
 
 def _run(app: servers.Target, token: str, args: argparse.Namespace) -> dict[str, Any]:

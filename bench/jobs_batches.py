@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import secrets
 import statistics
 import sys
@@ -73,13 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=100, help="claim limit and complete batch size")
     p.add_argument("--clients", type=int, default=4, help="worker processes")
     p.add_argument("--submitters", type=int, default=2, help="threads posting batches")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--server-workers", type=int, default=1, help="treadle worker processes")
-    p.add_argument("--database-url", default=os.environ.get("TREADLE_BENCH_DATABASE_URL", ""))
-    p.add_argument("--redis-url", default=os.environ.get("TREADLE_BENCH_REDIS_URL", ""))
-    p.add_argument("--quiet", type=float, default=0.25, metavar="CORES")
-    p.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS")
-    return p
+    return runner.add_common_args(p)
 
 
 def _round(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -32,6 +33,18 @@ class Bench:
     store: servers.Storage
     token: str
     report: dict[str, Any]
+
+
+def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags every bench run in this frame takes: rounds, server workers, storage, and
+    how long to wait for a quiet machine before each measurement."""
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--server-workers", type=int, default=1, help="treadle worker processes")
+    p.add_argument("--database-url", default=os.environ.get("TREADLE_BENCH_DATABASE_URL", ""))
+    p.add_argument("--redis-url", default=os.environ.get("TREADLE_BENCH_REDIS_URL", ""))
+    p.add_argument("--quiet", type=float, default=0.25, metavar="CORES")
+    p.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS")
+    return p
 
 
 def print_machine(info: dict[str, Any]) -> None:
