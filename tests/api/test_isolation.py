@@ -142,6 +142,7 @@ def _body(route, t: dict) -> dict | None:
         "Claim": {},
         "JobBatch": {"organization_id": org_b, "jobs": [{"type": "default"}]},
         "NewRun": {"organization_id": org_b, "definition_id": t.get("definition_b", org_b)},
+        "Signal": {"name": "stolen"},
         "NewDefinition": {
             "organization_id": org_b,
             "name": "stolen",

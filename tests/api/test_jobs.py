@@ -559,7 +559,8 @@ def test_every_state_change_is_an_event_on_the_jobs_stream(
     job = submit(client, org["submit"])
     work = org["work"]
     path = f"/v1/jobs/{job['id']}/events"
-    with open_stream(server, bearer(org["owner"]), {"after": "0-0"}, path=path) as stream:
+    with open_stream(server, bearer(org["owner"]), {"after": "0-0"}, path=path) as opened:
+        stream = opened.past_gap()
         (first,) = claim(client, work)
         client.post(
             f"/v1/jobs/{job['id']}/fail", json={**lease(first), "error_code": "flaky"}, headers=work

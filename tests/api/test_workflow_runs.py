@@ -293,7 +293,8 @@ def test_the_runs_stream_carries_its_run_node_and_job_transitions_in_order(
     other = define(client, org, [{"id": "x", "type": "delay", "seconds": 60}])
     start_run(client, org, other)
     path = f"{RUNS}/{run['id']}/events"
-    with open_stream(server, org["defs"], {"after": "0-0"}, path=path) as stream:
+    with open_stream(server, org["defs"], {"after": "0-0"}, path=path) as opened:
+        stream = opened.past_gap()
         client.post(f"{RUNS}/{run['id']}/start", headers=org["defs"]).raise_for_status()
         work_one(client, org, {"step": 1})
         work_one(client, org, {"step": 2})
@@ -330,3 +331,72 @@ def test_a_job_whose_worker_vanished_fails_the_run_once_its_attempts_are_spent(
     done = wait_for(client, org, run["id"], "failed")
     assert done["status"] == "failed", done
     assert done["error_code"] == "lease_expired"
+
+
+def test_a_signal_reaches_the_node_waiting_for_it_and_its_payload_flows_on(
+    client: httpx.Client, org: dict
+) -> None:
+    claim(client, org["work"], limit=100)
+    definition = define(
+        client,
+        org,
+        [
+            {"id": "window", "type": "signal", "signal": "deploy-window"},
+            {
+                "id": "deploy",
+                "type": "job",
+                "job_type": "render",
+                "after": ["window"],
+                "input": {"slot": {"$ref": "nodes.window.output.slot"}},
+            },
+        ],
+    )
+    run = envelope(start_run(client, org, definition))["data"]
+    assert nodes(run)["window"] == "running"
+    wrong = client.post(f"{RUNS}/{run['id']}/signal", json={"name": "other"}, headers=org["defs"])
+    assert wrong.status_code == 409
+    assert envelope(wrong)["error"]["details"]["waiting_for"] == ["deploy-window"]
+    sent = client.post(
+        f"{RUNS}/{run['id']}/signal",
+        json={"name": "deploy-window", "payload": {"slot": "tonight"}},
+        headers=org["defs"],
+    )
+    assert sent.status_code == 200, sent.text
+    assert nodes(envelope(sent)["data"])["window"] == "succeeded"
+    deploy = work_one(client, org, {"deployed": True})
+    assert deploy["input"] == {"slot": "tonight"}
+    assert run_of(client, org, run["id"])["status"] == "succeeded"
+    late = client.post(
+        f"{RUNS}/{run['id']}/signal", json={"name": "deploy-window"}, headers=org["defs"]
+    )
+    assert late.status_code == 409
+    assert envelope(late)["error"]["details"]["status"] == "succeeded"
+
+
+def test_a_signal_that_does_not_come_in_time_takes_the_timed_out_edge(
+    client: httpx.Client, org: dict
+) -> None:
+    claim(client, org["work"], limit=100)
+    definition = define(
+        client,
+        org,
+        [
+            {"id": "ack", "type": "signal", "signal": "ack", "timeout_seconds": 1},
+            {
+                "id": "escalate",
+                "type": "job",
+                "job_type": "render",
+                "after": [{"node": "ack", "when": "timed_out"}],
+            },
+            {"id": "close", "type": "job", "job_type": "render", "after": ["ack"]},
+        ],
+    )
+    run = envelope(start_run(client, org, definition))["data"]
+    deadline = time.monotonic() + 10
+    while nodes(run_of(client, org, run["id"]))["ack"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    after = run_of(client, org, run["id"])
+    assert {n["node"]: n["outcome"] for n in after["nodes"]}["ack"] == "timed_out"
+    assert nodes(after)["close"] == "skipped"
+    assert work_one(client, org, None)["workflow_node"] == "escalate"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -26,6 +26,7 @@ from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
 RUN = "/v1/workflow-runs/{id}"
+SignalName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}(?!\n)$")]
 _ONE_STATUS = "|".join(run_store.STATUSES)
 
 
@@ -37,6 +38,12 @@ class NewRun(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     start: bool = True
     # Required for a signed-in user; an API key runs in its own organization.
     organization_id: UUID | None = None
+
+
+class Signal(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: SignalName
+    # The output of each node it reaches.
+    payload: Any = None
 
 
 class NodeState(msgspec.Struct):
@@ -129,6 +136,11 @@ async def start(req: Request) -> Any:
     return await req.app.workflow_runs.start(actor(req), path_id(req))
 
 
+async def signal(req: Request) -> Any:
+    body: Signal = req.data
+    return await req.app.workflow_runs.signal(actor(req), path_id(req), body.name, body.payload)
+
+
 async def cancel(req: Request) -> Any:
     return await req.app.workflow_runs.cancel(actor(req), path_id(req))
 
@@ -203,4 +215,10 @@ ROUTES = [
     ),
     _run_route("/start", start, "Start a run created with `start: false`"),
     _run_route("/cancel", cancel, "Cancel a run: its queued and running jobs are canceled"),
+    _run_route(
+        "/signal",
+        signal,
+        "Send a named signal with a payload to the run's nodes waiting for it (409 when none is)",
+        body=Signal,
+    ),
 ]

@@ -7,9 +7,9 @@ Nothing a run needs lives in a process. A node that runs a job names it
 ``WorkflowTimers`` loop of whichever process takes it first. Every step locks the run's row
 first, so two nodes of one run finishing at once advance it one after the other.
 
-Runs of definitions with ``job``, ``delay`` and ``condition`` nodes are built. Approval,
-signal, map and child-workflow nodes are not built yet: a run of a definition that has one
-is refused when it is created.
+Runs of definitions with ``job``, ``delay``, ``condition`` and ``signal`` nodes are built.
+Approval, map and child-workflow nodes are not built yet: a run of a definition that has
+one is refused when it is created.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.workflows")
 Row = dict[str, Any]
-RUNNABLE = frozenset(("job", "delay", "condition"))
+RUNNABLE = frozenset(("job", "delay", "condition", "signal"))
 TIMER_BATCH = 100
 
 
@@ -68,7 +68,7 @@ class WorkflowRuns:
             if unbuilt:
                 raise ApiError.validation(
                     f"runs of definitions with {', '.join(unbuilt)} nodes are not built yet;"
-                    " job, delay and condition nodes run today",
+                    " job, delay, condition and signal nodes run today",
                     "$.definition_id",
                 )
             run = await run_store.insert(
@@ -112,6 +112,32 @@ class WorkflowRuns:
             run = await self._end(conn, run, "canceled", None)
             await _audit(conn, actor, run, "workflow.run.cancel")
             return await _public(conn, run, definition)
+
+    async def signal(self, actor: Actor, run_id: UUID, name: str, payload: Any) -> Row:
+        """Deliver the signal ``name`` to every node of the run waiting for it; 409 with
+        the run's state when none is."""
+        async with self.db.transaction() as conn, _batched(conn):
+            run, definition = await _locked(conn, run_id)
+            states = await run_store.nodes(conn, run["id"])
+            waiting = [
+                spec
+                for spec in definition["spec"]["nodes"]
+                if spec["type"] == "signal" and states[spec["id"]]["status"] == "running"
+            ]
+            receivers = [spec["id"] for spec in waiting if spec["signal"] == name]
+            if run["status"] != "running" or not receivers:
+                raise ApiError.conflict(
+                    f"this run is not waiting for the signal {name!r}",
+                    status=run["status"],
+                    waiting_for=sorted({spec["signal"] for spec in waiting}),
+                )
+            for node in receivers:
+                states[node] = await self._finish(conn, run, node, "received", payload)
+            await _audit(conn, actor, run, "workflow.run.signal", signal=name)
+            await self._advance(conn, run, definition, states)
+            after = await run_store.get(conn, run["id"])
+            assert after is not None
+            return await _public(conn, after, definition)
 
     async def get(self, run_id: UUID) -> Row:
         async with self.db.connection() as conn:
@@ -162,13 +188,21 @@ class WorkflowRuns:
         """Fire the delays that are due; how many."""
         async with self.db.transaction() as conn, _batched(conn):
             due = await run_store.due_timers(conn, TIMER_BATCH)
-            for timer in due:
+            for timer in sorted(due, key=lambda t: t["run_id"]):
                 run, definition = await _locked(conn, timer["run_id"])
-                if run["status"] == "running":
-                    states = await run_store.nodes(conn, run["id"])
-                    node = timer["node"]
-                    states[node] = await self._finish(conn, run, node, "elapsed", None)
-                    await self._advance(conn, run, definition, states)
+                states = await run_store.nodes(conn, run["id"])
+                node = timer["node"]
+                state = states[node]
+                if (
+                    run["status"] != "running"
+                    or state["status"] != "running"
+                    or state["fire_at"] != timer["fire_at"]
+                ):
+                    continue  # fired by another process meanwhile, or the run ended
+                kind = _spec(definition, node)["type"]
+                outcome = "timed_out" if kind == "signal" else "elapsed"
+                states[node] = await self._finish(conn, run, node, outcome, None)
+                await self._advance(conn, run, definition, states)
         return len(due)
 
     async def _start(self, conn: Conn, run: Row, definition: Row) -> Row:
@@ -238,6 +272,14 @@ class WorkflowRuns:
                 conn, run["id"], node, "running", fire_in=spec["seconds"]
             )
             await _emit(conn, run, "workflow.node.running", {"node": node})
+            return True
+        if kind == "signal":
+            timeout = spec["timeout_seconds"]
+            waits = {"fire_in": timeout} if timeout else {}
+            states[node] = await run_store.set_node(conn, run["id"], node, "running", **waits)
+            await _emit(
+                conn, run, "workflow.node.running", {"node": node, "signal": spec["signal"]}
+            )
             return True
         data = {
             "input": run["input"],
@@ -361,7 +403,7 @@ async def _locked(conn: Conn, run_id: UUID) -> tuple[Row, Row]:
     return run, await _definition(conn, run["definition_id"])
 
 
-async def _audit(conn: Conn, actor: Actor, run: Row, action: str) -> None:
+async def _audit(conn: Conn, actor: Actor, run: Row, action: str, **what: Any) -> None:
     # The run's own events announce it: the audit row alone, no second event.
     await audit.record(
         conn,
@@ -370,9 +412,13 @@ async def _audit(conn: Conn, actor: Actor, run: Row, action: str) -> None:
         action,
         "workflow_run",
         run["id"],
-        after={"status": run["status"], "definition_id": run["definition_id"]},
+        after={"status": run["status"], "definition_id": run["definition_id"], **what},
         event=False,
     )
+
+
+def _spec(definition: Row, node: str) -> Row:
+    return next(spec for spec in definition["spec"]["nodes"] if spec["id"] == node)
 
 
 def _event(run: Row, topic: str, data: Row) -> events.Event:

@@ -116,11 +116,12 @@ async def set_node(conn: Conn, run_id: UUID, node: str, status: str, **fields: A
 
 
 async def due_timers(conn: Conn, limit: int) -> list[Row]:
-    """Delays whose time has come, locked for the caller (others skip them)."""
+    """Delays (and signal timeouts) whose time has come. Not locked here: the caller locks
+    each run first, as every other step does, and fires the timer only if it still waits
+    (a node row locked before its run would deadlock against a job's end)."""
     cur = await conn.execute(
-        "SELECT run_id, node FROM workflow_nodes WHERE status = 'running'"
-        " AND fire_at IS NOT NULL AND fire_at <= now() ORDER BY fire_at LIMIT %s"
-        " FOR UPDATE SKIP LOCKED",
+        "SELECT run_id, node, fire_at FROM workflow_nodes WHERE status = 'running'"
+        " AND fire_at IS NOT NULL AND fire_at <= now() ORDER BY fire_at LIMIT %s",
         (limit,),
     )
     return await cur.fetchall()
