@@ -70,9 +70,10 @@ BEYOND_THE_SCHEMA = [
     *_allow(r"^/v1/auth/(verify|reset-password)$", "400"),
     # Job types are the organization's own (its settings), not a fixed list.
     *_allow(r"^/v1/jobs(/batch)?$", "400"),
-    # NUL is refused anywhere in a body, also inside a batch item the document leaves open
-    # (each item is answered on its own).
+    # NUL is refused anywhere in a body, also inside a batch item or a signal's payload,
+    # which the document leaves open (each batch item is answered on its own).
     *_allow(r"^/v1/jobs/(complete|fail|heartbeat)$", "400"),
+    *_allow(r"^/v1/workflow-runs/\{id\}/signal$", "400"),
     # A rate-limit policy may allow at most the platform's maximum rate: a ratio of two
     # fields.
     *_allow(r"^/v1/organizations/\{id\}/settings$", "400"),
@@ -124,6 +125,13 @@ def _config(token: str, org_id: str, overrides: list[Override], extra: list[str]
         "[[operations]]",
         'include-path-regex = "/events"',
         "request-timeout = 1.0",
+        # Archiving makes every resource of the organization a 404, which a stateful
+        # scenario reads as "a resource it just created is gone". Archiving is fuzzed in
+        # the other phases, on an organization of its own (see _overrides).
+        "[[operations]]",
+        f"include-name-regex = {_toml(ARCHIVE)}",
+        "[operations.phases.stateful]",
+        "enabled = false",
         # Plain HTTP cannot complete a WebSocket handshake: every request to it is refused.
         "[[operations]]",
         'include-path-regex = "^/v1/events/ws$"',
@@ -221,11 +229,14 @@ def _world(server: Server) -> dict[str, Any]:
     }
 
 
+ARCHIVE = r"^DELETE /v1/organizations/\{id\}$"
+
+
 def _overrides(world: dict[str, Any]) -> list[Override]:
     org, user = world["org"]["id"], world["member"]["user"]["id"]
     overrides: list[Override] = [
         # Archiving is final: it gets an organization of its own.
-        (r"^DELETE /v1/organizations/\{id\}$", {"path.id": world["doomed"]["id"]}, {}),
+        (ARCHIVE, {"path.id": world["doomed"]["id"]}, {}),
         (r"^(GET|PATCH) /v1/organizations/\{id\}$", {"path.id": org}, {}),
         (r"^\w+ /v1/organizations/\{id\}/", {"path.id": org, "path.user_id": user}, {}),
         (r"^\w+ /v1/teams/\{id\}", {"path.id": world["team"]["id"], "path.user_id": user}, {}),

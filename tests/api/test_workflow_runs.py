@@ -400,3 +400,59 @@ def test_a_signal_that_does_not_come_in_time_takes_the_timed_out_edge(
     assert {n["node"]: n["outcome"] for n in after["nodes"]}["ack"] == "timed_out"
     assert nodes(after)["close"] == "skipped"
     assert work_one(client, org, None)["workflow_node"] == "escalate"
+
+
+def test_a_paused_run_dispatches_nothing_keeps_what_finishes_and_moves_on_at_resume(
+    client: httpx.Client, org: dict
+) -> None:
+    claim(client, org["work"], limit=100)
+    definition = define(
+        client,
+        org,
+        [
+            {"id": "a", "type": "job", "job_type": "render"},
+            {"id": "b", "type": "job", "job_type": "render", "after": ["a"]},
+            {"id": "go", "type": "signal", "signal": "go"},
+            {"id": "c", "type": "job", "job_type": "render", "after": ["go"]},
+        ],
+    )
+    run = envelope(start_run(client, org, definition))["data"]
+    (a,) = claim(client, org["work"], limit=10)
+    paused = client.post(f"{RUNS}/{run['id']}/pause", headers=org["defs"])
+    assert envelope(paused)["data"]["status"] == "paused"
+    again = client.post(f"{RUNS}/{run['id']}/pause", headers=org["defs"])
+    assert again.status_code == 409
+    # The running job finishes and is recorded; the signal is kept; nothing is dispatched.
+    done = client.post(
+        f"/v1/jobs/{a['id']}/complete",
+        json={"lease_token": a["lease_token"], "result": {"a": 1}},
+        headers=org["work"],
+    )
+    assert done.status_code == 200, done.text
+    kept = client.post(f"{RUNS}/{run['id']}/signal", json={"name": "go"}, headers=org["defs"])
+    assert kept.status_code == 200, kept.text
+    held = run_of(client, org, run["id"])
+    assert nodes(held) == {"a": "succeeded", "b": "waiting", "go": "succeeded", "c": "waiting"}
+    assert claim(client, org["work"], limit=10) == []
+    resumed = client.post(f"{RUNS}/{run['id']}/resume", headers=org["defs"])
+    assert envelope(resumed)["data"]["status"] == "running"
+    dispatched = claim(client, org["work"], limit=10)
+    assert sorted(j["workflow_node"] for j in dispatched) == ["b", "c"]
+    twice = client.post(f"{RUNS}/{run['id']}/resume", headers=org["defs"])
+    assert twice.status_code == 409
+
+
+def test_a_pause_freezes_a_delay_and_resume_counts_what_was_left(
+    client: httpx.Client, org: dict
+) -> None:
+    definition = define(client, org, [{"id": "wait", "type": "delay", "seconds": 2}])
+    run = envelope(start_run(client, org, definition))["data"]
+    client.post(f"{RUNS}/{run['id']}/pause", headers=org["defs"]).raise_for_status()
+    time.sleep(2.5)  # longer than the delay: a paused timer does not fire
+    frozen = run_of(client, org, run["id"])
+    assert nodes(frozen) == {"wait": "running"}
+    assert 1.0 < frozen["nodes"][0]["remaining"] <= 2.0
+    assert frozen["nodes"][0]["fire_at"] is None
+    client.post(f"{RUNS}/{run['id']}/resume", headers=org["defs"]).raise_for_status()
+    assert nodes(run_of(client, org, run["id"])) == {"wait": "running"}
+    assert wait_for(client, org, run["id"], "succeeded")["status"] == "succeeded"

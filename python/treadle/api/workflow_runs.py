@@ -53,6 +53,8 @@ class NodeState(msgspec.Struct):
     output: Any
     job_id: UUID | None
     fire_at: datetime | None
+    # A paused run's timer: the seconds it had left, counted again from resume.
+    remaining: float | None
     error_code: str | None
     error_message: str | None
     started_at: datetime | None
@@ -141,6 +143,14 @@ async def signal(req: Request) -> Any:
     return await req.app.workflow_runs.signal(actor(req), path_id(req), body.name, body.payload)
 
 
+async def pause(req: Request) -> Any:
+    return await req.app.workflow_runs.pause(actor(req), path_id(req))
+
+
+async def resume(req: Request) -> Any:
+    return await req.app.workflow_runs.resume(actor(req), path_id(req))
+
+
 async def cancel(req: Request) -> Any:
     return await req.app.workflow_runs.cancel(actor(req), path_id(req))
 
@@ -215,6 +225,13 @@ ROUTES = [
     ),
     _run_route("/start", start, "Start a run created with `start: false`"),
     _run_route("/cancel", cancel, "Cancel a run: its queued and running jobs are canceled"),
+    _run_route(
+        "/pause",
+        pause,
+        "Pause a run: nothing new is dispatched, running jobs finish, timers stop with what"
+        " they had left, signals are kept; all of it takes effect on resume",
+    ),
+    _run_route("/resume", resume, "Resume a paused run"),
     _run_route(
         "/signal",
         signal,

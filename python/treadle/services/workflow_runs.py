@@ -40,6 +40,8 @@ from treadle.web.errors import ApiError
 log = logging.getLogger("treadle.workflows")
 Row = dict[str, Any]
 RUNNABLE = frozenset(("job", "delay", "condition", "signal"))
+# Runs whose nodes may still finish: a paused one records them for its resume.
+_LIVE = ("running", "paused")
 TIMER_BATCH = 100
 
 
@@ -113,9 +115,43 @@ class WorkflowRuns:
             await _audit(conn, actor, run, "workflow.run.cancel")
             return await _public(conn, run, definition)
 
+    async def pause(self, actor: Actor, run_id: UUID) -> Row:
+        """Dispatch nothing new: running jobs finish and are recorded, timers stop with
+        what they had left, signals are kept; all of it takes effect on ``resume``."""
+        async with self.db.transaction() as conn, _batched(conn):
+            run, definition = await _locked(conn, run_id)
+            if run["status"] != "running":
+                raise ApiError.conflict(
+                    f"this run is {run['status']}; only a running run can be paused",
+                    status=run["status"],
+                )
+            await run_store.freeze_timers(conn, run["id"])
+            run = await run_store.set_run(conn, run["id"], "paused")
+            await _emit(conn, run, "workflow.run.paused", {"status": "paused"})
+            await _audit(conn, actor, run, "workflow.run.pause")
+            return await _public(conn, run, definition)
+
+    async def resume(self, actor: Actor, run_id: UUID) -> Row:
+        async with self.db.transaction() as conn, _batched(conn):
+            run, definition = await _locked(conn, run_id)
+            if run["status"] != "paused":
+                raise ApiError.conflict(
+                    f"this run is {run['status']}; only a paused run can be resumed",
+                    status=run["status"],
+                )
+            run = await run_store.set_run(conn, run["id"], "running")
+            await run_store.thaw_timers(conn, run["id"])
+            await _emit(conn, run, "workflow.run.resumed", {"status": "running"})
+            await _audit(conn, actor, run, "workflow.run.resume")
+            # What finished or arrived while paused moves the run on now.
+            await self._advance(conn, run, definition, await run_store.nodes(conn, run["id"]))
+            after = await run_store.get(conn, run["id"])
+            assert after is not None
+            return await _public(conn, after, definition)
+
     async def signal(self, actor: Actor, run_id: UUID, name: str, payload: Any) -> Row:
-        """Deliver the signal ``name`` to every node of the run waiting for it; 409 with
-        the run's state when none is."""
+        """Deliver the signal ``name`` to every node of the run waiting for it (a paused
+        run keeps it for its resume); 409 with the run's state when none is."""
         async with self.db.transaction() as conn, _batched(conn):
             run, definition = await _locked(conn, run_id)
             states = await run_store.nodes(conn, run["id"])
@@ -125,7 +161,7 @@ class WorkflowRuns:
                 if spec["type"] == "signal" and states[spec["id"]]["status"] == "running"
             ]
             receivers = [spec["id"] for spec in waiting if spec["signal"] == name]
-            if run["status"] != "running" or not receivers:
+            if run["status"] not in _LIVE or not receivers:
                 raise ApiError.conflict(
                     f"this run is not waiting for the signal {name!r}",
                     status=run["status"],
@@ -134,7 +170,8 @@ class WorkflowRuns:
             for node in receivers:
                 states[node] = await self._finish(conn, run, node, "received", payload)
             await _audit(conn, actor, run, "workflow.run.signal", signal=name)
-            await self._advance(conn, run, definition, states)
+            if run["status"] == "running":
+                await self._advance(conn, run, definition, states)
             after = await run_store.get(conn, run["id"])
             assert after is not None
             return await _public(conn, after, definition)
@@ -171,12 +208,15 @@ class WorkflowRuns:
             node = row["workflow_node"]
             states = states_of[run["id"]]
             state = states.get(node)
-            if run["status"] != "running" or state is None or state["job_id"] != row["id"]:
+            if run["status"] not in _LIVE or state is None or state["job_id"] != row["id"]:
                 continue  # the run ended meanwhile, or this is not the node's live job
             definition = await _definition(conn, run["definition_id"])
             if row["status"] == "succeeded":
                 states[node] = await self._finish(conn, run, node, "succeeded", row["result"])
-                ended = await self._advance(conn, run, definition, states, orgs)
+                # A paused run records it; what follows is dispatched on resume.
+                ended = run["status"] == "running" and await self._advance(
+                    conn, run, definition, states, orgs
+                )
             else:
                 code = row["error_code"] or row["status"]
                 await self._fail(conn, run, node, code, row["error_message"])

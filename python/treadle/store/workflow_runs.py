@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 from treadle.store.db import Conn
 
 Row = dict[str, Any]
-STATUSES = ("created", "running", "succeeded", "failed", "canceled")
+STATUSES = ("created", "running", "paused", "succeeded", "failed", "canceled")
 FINAL = ("succeeded", "failed", "canceled")
 NODE_FINAL = ("succeeded", "failed", "skipped", "canceled")
 
@@ -125,6 +125,26 @@ async def due_timers(conn: Conn, limit: int) -> list[Row]:
         (limit,),
     )
     return await cur.fetchall()
+
+
+async def freeze_timers(conn: Conn, run_id: UUID) -> None:
+    """Stop the run's timers, keeping what each had left."""
+    await conn.execute(
+        "UPDATE workflow_nodes SET remaining = greatest(0,"
+        " extract(epoch FROM fire_at - clock_timestamp())), fire_at = NULL"
+        " WHERE run_id = %s AND status = 'running' AND fire_at IS NOT NULL",
+        (run_id,),
+    )
+
+
+async def thaw_timers(conn: Conn, run_id: UUID) -> None:
+    """Start the run's stopped timers again with what each had left."""
+    await conn.execute(
+        "UPDATE workflow_nodes SET fire_at = clock_timestamp()"
+        " + make_interval(secs => remaining), remaining = NULL"
+        " WHERE run_id = %s AND status = 'running' AND remaining IS NOT NULL",
+        (run_id,),
+    )
 
 
 async def in_org(

@@ -8,7 +8,8 @@ CREATE TABLE workflow_runs (
     organization_id  uuid NOT NULL REFERENCES organizations (id),
     definition_id    uuid NOT NULL REFERENCES workflow_definitions (id),
     status           text NOT NULL DEFAULT 'created'
-                     CHECK (status IN ('created', 'running', 'succeeded', 'failed', 'canceled')),
+                     CHECK (status IN ('created', 'running', 'paused', 'succeeded', 'failed',
+                                       'canceled')),
     input            jsonb NOT NULL DEFAULT '{}'::jsonb,
     output           jsonb,
     labels           jsonb NOT NULL DEFAULT '{}'::jsonb,
@@ -33,6 +34,8 @@ CREATE TABLE workflow_nodes (
     output        jsonb,
     job_id        uuid,
     fire_at       timestamptz,
+    -- A paused run's timers: the seconds each had left, counted again from resume.
+    remaining     double precision,
     error_code    text,
     error_message text,
     started_at    timestamptz,
