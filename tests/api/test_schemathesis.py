@@ -86,10 +86,15 @@ BEYOND_THE_SCHEMA = [
     *_allow(r"^/v1/workflow-definitions$", "400"),
     # A run names a definition of the caller's organization, whose node types are built.
     *_allow(r"^/v1/workflow-runs$", "400"),
+    # GET /v1/workflow-runs/cancel (and pause, resume) is a bulk route's literal path, not a
+    # run id: 405, as for GET /v1/jobs/claim.
+    *_allow(r"^/v1/workflow-runs/\{id\}$", "405"),
 ]
 # An API key acts in its own organization; a signed-in user must name one.
 FOR_SIGNED_IN_USERS = _allow(
-    r"^/v1/(jobs|jobs/batch|jobs/claim|events/stream|workflow-definitions|workflow-runs)$", "400"
+    r"^/v1/(jobs|jobs/batch|jobs/claim|events/stream|workflow-definitions|workflow-runs"
+    r"|workflow-runs/(cancel|pause|resume))$",
+    "400",
 )
 
 

@@ -456,3 +456,33 @@ def test_a_pause_freezes_a_delay_and_resume_counts_what_was_left(
     client.post(f"{RUNS}/{run['id']}/resume", headers=org["defs"]).raise_for_status()
     assert nodes(run_of(client, org, run["id"])) == {"wait": "running"}
     assert wait_for(client, org, run["id"], "succeeded")["status"] == "succeeded"
+
+
+def test_bulk_actions_take_the_matching_runs_whose_state_allows_them(
+    client: httpx.Client, org: dict
+) -> None:
+    claim(client, org["work"], limit=100)
+    definition = define(client, org, [{"id": "wait", "type": "delay", "seconds": 300}])
+    other = define(client, org, [{"id": "wait", "type": "delay", "seconds": 300}])
+    tagged = [
+        envelope(start_run(client, org, definition, labels={"batch": "b1"}))["data"]["id"]
+        for _ in range(3)
+    ]
+    envelope(start_run(client, org, definition, labels={"batch": "b2"}))
+    untouched = envelope(start_run(client, org, other))["data"]["id"]
+
+    def bulk(action: str, **body: Any) -> dict[str, Any]:
+        response = client.post(
+            f"{RUNS}/{action}", json={"organization_id": org["id"], **body}, headers=org["defs"]
+        )
+        assert response.status_code == 200, response.text
+        return dict(envelope(response)["data"])
+
+    assert bulk("pause", label={"batch": "b1"}) == {"action": "pause", "changed": 3, "more": False}
+    assert {run_of(client, org, r)["status"] for r in tagged} == {"paused"}
+    # Already paused: a second pause changes nothing.
+    assert bulk("pause", label={"batch": "b1"})["changed"] == 0
+    assert bulk("resume", definition_id=definition["id"])["changed"] == 3
+    assert bulk("cancel", definition_id=definition["id"], status=["running"])["changed"] == 4
+    assert {run_of(client, org, r)["status"] for r in tagged} == {"canceled"}
+    assert run_of(client, org, untouched)["status"] == "running"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 
 from treadle.api import scopes
 from treadle.api.common import (
+    SINGLE_LINE,
     TIME_CURSOR_PARAMS,
     actor,
     limit_of,
@@ -28,6 +29,14 @@ from treadle.web.routing import Param, Route
 RUN = "/v1/workflow-runs/{id}"
 SignalName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}(?!\n)$")]
 _ONE_STATUS = "|".join(run_store.STATUSES)
+OneLabel = Annotated[
+    dict[
+        Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=SINGLE_LINE)],
+        Annotated[str, msgspec.Meta(max_length=256, pattern=SINGLE_LINE)],
+    ],
+    msgspec.Meta(max_length=1),
+]
+RunStatus = Literal["created", "running", "paused", "succeeded", "failed", "canceled"]
 
 
 class NewRun(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -44,6 +53,24 @@ class Signal(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: SignalName
     # The output of each node it reaches.
     payload: Any = None
+
+
+class RunFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Which runs a bulk action takes (those whose state allows it, oldest first)."""
+
+    definition_id: UUID | None = None
+    status: Annotated[list[RunStatus], msgspec.Meta(min_length=1, max_length=6)] | None = None
+    # One label the runs carry, as {"key": "value"}.
+    label: OneLabel = {}
+    # Required for a signed-in user; an API key acts in its own organization.
+    organization_id: UUID | None = None
+
+
+class BulkResult(msgspec.Struct):
+    action: str
+    changed: int
+    # More runs matched than one call changes (1,000): call again.
+    more: bool
 
 
 class NodeState(msgspec.Struct):
@@ -143,16 +170,26 @@ async def signal(req: Request) -> Any:
     return await req.app.workflow_runs.signal(actor(req), path_id(req), body.name, body.payload)
 
 
-async def pause(req: Request) -> Any:
-    return await req.app.workflow_runs.pause(actor(req), path_id(req))
+def _one(action: str) -> Any:
+    async def handler(req: Request) -> Any:
+        return await req.app.workflow_runs.act(actor(req), path_id(req), action)
+
+    return handler
 
 
-async def resume(req: Request) -> Any:
-    return await req.app.workflow_runs.resume(actor(req), path_id(req))
+def _many(action: str) -> Any:
+    async def handler(req: Request) -> Any:
+        body: RunFilter = req.data
+        filters = {
+            "definition_id": body.definition_id,
+            "label": next(iter(body.label.items()), None),
+            "statuses": body.status,
+        }
+        return await req.app.workflow_runs.act_many(
+            actor(req), req.scope.organization_id, action, filters
+        )
 
-
-async def cancel(req: Request) -> Any:
-    return await req.app.workflow_runs.cancel(actor(req), path_id(req))
+    return handler
 
 
 def _run_route(suffix: str, handler: Any, summary: str, **kw: Any) -> Route:
@@ -224,14 +261,30 @@ ROUTES = [
         scope=run_scope,
     ),
     _run_route("/start", start, "Start a run created with `start: false`"),
-    _run_route("/cancel", cancel, "Cancel a run: its queued and running jobs are canceled"),
+    _run_route("/cancel", _one("cancel"), "Cancel a run: its queued and running jobs are canceled"),
     _run_route(
         "/pause",
-        pause,
+        _one("pause"),
         "Pause a run: nothing new is dispatched, running jobs finish, timers stop with what"
         " they had left, signals are kept; all of it takes effect on resume",
     ),
-    _run_route("/resume", resume, "Resume a paused run"),
+    _run_route("/resume", _one("resume"), "Resume a paused run"),
+    *(
+        Route(
+            "POST",
+            f"/v1/workflow-runs/{action}",
+            _many(action),
+            f"{action.capitalize()} every run of the organization that matches the filter"
+            " and whose state allows it (at most 1,000 a call); answers how many changed",
+            "workflows",
+            auth="any",
+            body=RunFilter,
+            response=BulkResult,
+            permission="workflows.run",
+            scope=scopes.body_or_key,
+        )
+        for action in ("cancel", "pause", "resume")
+    ),
     _run_route(
         "/signal",
         signal,

@@ -40,6 +40,13 @@ from treadle.web.errors import ApiError
 log = logging.getLogger("treadle.workflows")
 Row = dict[str, Any]
 RUNNABLE = frozenset(("job", "delay", "condition", "signal"))
+# The states each action on a run starts from.
+ACTIONS = {
+    "cancel": ("created", "running", "paused"),
+    "pause": ("running",),
+    "resume": ("paused",),
+}
+BULK_MAX = 1000
 # Runs whose nodes may still finish: a paused one records them for its resume.
 _LIVE = ("running", "paused")
 TIMER_BATCH = 100
@@ -104,50 +111,55 @@ class WorkflowRuns:
             await _audit(conn, actor, run, "workflow.run.start")
             return await _public(conn, run, definition)
 
-    async def cancel(self, actor: Actor, run_id: UUID) -> Row:
+    async def act(self, actor: Actor, run_id: UUID, action: str) -> Row:
+        """``cancel``, ``pause`` or ``resume`` one run; 409 from a state that does not allow
+        it. Pause dispatches nothing new: running jobs finish and are recorded, timers stop
+        with what they had left, signals are kept, all of it taking effect on resume."""
         async with self.db.transaction() as conn, _batched(conn):
             run, definition = await _locked(conn, run_id)
-            if run["status"] in run_store.FINAL:
+            if run["status"] not in ACTIONS[action]:
                 raise ApiError.conflict(
-                    f"this run is already {run['status']}", status=run["status"]
-                )
-            run = await self._end(conn, run, "canceled", None)
-            await _audit(conn, actor, run, "workflow.run.cancel")
-            return await _public(conn, run, definition)
-
-    async def pause(self, actor: Actor, run_id: UUID) -> Row:
-        """Dispatch nothing new: running jobs finish and are recorded, timers stop with
-        what they had left, signals are kept; all of it takes effect on ``resume``."""
-        async with self.db.transaction() as conn, _batched(conn):
-            run, definition = await _locked(conn, run_id)
-            if run["status"] != "running":
-                raise ApiError.conflict(
-                    f"this run is {run['status']}; only a running run can be paused",
+                    f"this run is {run['status']}; {action} needs a run that is"
+                    f" {' or '.join(ACTIONS[action])}",
                     status=run["status"],
                 )
+            run = await self._apply(conn, actor, action, run, definition)
+            return await _public(conn, run, definition)
+
+    async def act_many(self, actor: Actor, org_id: UUID, action: str, filters: Row) -> Row:
+        """``action`` on the organization's runs that match ``filters`` and whose state
+        allows it, at most ``BULK_MAX`` per call (``more`` says whether others are left)."""
+        wanted = filters.pop("statuses", None)
+        statuses = [st for st in ACTIONS[action] if wanted is None or st in wanted]
+        async with self.db.transaction() as conn, _batched(conn):
+            ids = await run_store.matching(conn, org_id, statuses, BULK_MAX + 1, **filters)
+            runs = await run_store.lock_many(conn, ids[:BULK_MAX])
+            changed = 0
+            for run in runs.values():
+                if run["status"] in ACTIONS[action]:  # it may have moved on meanwhile
+                    definition = await _definition(conn, run["definition_id"])
+                    await self._apply(conn, actor, action, run, definition)
+                    changed += 1
+        return {"action": action, "changed": changed, "more": len(ids) > BULK_MAX}
+
+    async def _apply(self, conn: Conn, actor: Actor, action: str, run: Row, definition: Row) -> Row:
+        if action == "cancel":
+            run = await self._end(conn, run, "canceled", None)
+        elif action == "pause":
             await run_store.freeze_timers(conn, run["id"])
             run = await run_store.set_run(conn, run["id"], "paused")
             await _emit(conn, run, "workflow.run.paused", {"status": "paused"})
-            await _audit(conn, actor, run, "workflow.run.pause")
-            return await _public(conn, run, definition)
-
-    async def resume(self, actor: Actor, run_id: UUID) -> Row:
-        async with self.db.transaction() as conn, _batched(conn):
-            run, definition = await _locked(conn, run_id)
-            if run["status"] != "paused":
-                raise ApiError.conflict(
-                    f"this run is {run['status']}; only a paused run can be resumed",
-                    status=run["status"],
-                )
+        else:
             run = await run_store.set_run(conn, run["id"], "running")
             await run_store.thaw_timers(conn, run["id"])
             await _emit(conn, run, "workflow.run.resumed", {"status": "running"})
-            await _audit(conn, actor, run, "workflow.run.resume")
             # What finished or arrived while paused moves the run on now.
             await self._advance(conn, run, definition, await run_store.nodes(conn, run["id"]))
             after = await run_store.get(conn, run["id"])
             assert after is not None
-            return await _public(conn, after, definition)
+            run = after
+        await _audit(conn, actor, run, f"workflow.run.{action}")
+        return run
 
     async def signal(self, actor: Actor, run_id: UUID, name: str, payload: Any) -> Row:
         """Deliver the signal ``name`` to every node of the run waiting for it (a paused

@@ -176,6 +176,33 @@ async def in_org(
     return await cur.fetchall()
 
 
+async def matching(
+    conn: Conn,
+    org_id: UUID,
+    statuses: list[str],
+    limit: int,
+    definition_id: UUID | None = None,
+    label: tuple[str, str] | None = None,
+) -> list[UUID]:
+    """Ids of the organization's runs in ``statuses`` that match the filters, oldest first."""
+    cur = await conn.execute(
+        "SELECT id FROM workflow_runs WHERE organization_id = %s AND status = ANY(%s::text[])"
+        " AND (%s::uuid IS NULL OR definition_id = %s::uuid)"
+        " AND (%s::jsonb IS NULL OR labels @> %s::jsonb)"
+        " ORDER BY created_at, id LIMIT %s",
+        (
+            org_id,
+            statuses,
+            definition_id,
+            definition_id,
+            Jsonb(dict([label])) if label else None,
+            Jsonb(dict([label])) if label else None,
+            limit,
+        ),
+    )
+    return [row["id"] for row in await cur.fetchall()]
+
+
 async def cancel_jobs(conn: Conn, run_id: UUID) -> list[Row]:
     """Cancel the run's jobs that have not finished; the canceled rows."""
     cur = await conn.execute(
