@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import secrets
 import statistics
 import sys
@@ -160,20 +159,7 @@ def submit(url: str, key: str, count: int, concurrency: int) -> tuple[int, Count
 
 
 def work(url: str, keys: list[str], batch: int) -> list[dict[str, Any]]:
-    ctx = mp.get_context("spawn")
-    ready = ctx.Barrier(len(keys) + 1)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=worker, args=(url, key, batch, ready, results), daemon=True)
-        for key in keys
-    ]
-    for proc in procs:
-        proc.start()
-    ready.wait(timeout=60)
-    reports = [results.get(timeout=600) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=10)
-    return reports
+    return runner.in_processes(worker, [(url, key, batch) for key in keys])
 
 
 def worker(url: str, key: str, batch: int, ready: Any, results: Any) -> None:
@@ -270,20 +256,7 @@ _RAW_EVENTS = (
 
 
 def raw_work(database_url: str, clients: int, batch: int, org_id: str) -> list[dict[str, Any]]:
-    ctx = mp.get_context("spawn")
-    ready = ctx.Barrier(clients + 1)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=raw_worker, args=(database_url, batch, org_id, ready, results))
-        for _ in range(clients)
-    ]
-    for proc in procs:
-        proc.start()
-    ready.wait(timeout=60)
-    reports = [results.get(timeout=600) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=10)
-    return reports
+    return runner.in_processes(raw_worker, [(database_url, batch, org_id)] * clients)
 
 
 def raw_worker(database_url: str, batch: int, org_id: str, ready: Any, results: Any) -> None:

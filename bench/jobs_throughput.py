@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import secrets
 import statistics
@@ -176,20 +175,7 @@ def submit(url: str, key: str, count: int, concurrency: int) -> tuple[int, Count
 
 def work(url: str, keys: list[str], limit: int) -> list[dict[str, Any]]:
     """Run one worker process per key until the queue is empty; their reports."""
-    ctx = mp.get_context("spawn")
-    ready = ctx.Barrier(len(keys) + 1)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=worker, args=(url, key, limit, ready, results), daemon=True)
-        for key in keys
-    ]
-    for proc in procs:
-        proc.start()
-    ready.wait(timeout=60)
-    reports = [results.get(timeout=600) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=10)
-    return reports
+    return runner.in_processes(worker, [(url, key, limit) for key in keys])
 
 
 def worker(url: str, key: str, limit: int, ready: Any, results: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import signal
 import sys
@@ -33,6 +34,26 @@ class Bench:
     store: servers.Storage
     token: str
     report: dict[str, Any]
+
+
+# Worker processes start afresh (no inherited connections or threads).
+SPAWN = mp.get_context("spawn")
+
+
+def in_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> list[Any]:
+    """Run ``target(*a, ready, results)`` in a process per ``a`` in ``args``; each waits
+    on ``ready`` (a barrier released once all are up, so they start together) and puts one
+    report on ``results``. The reports, in the order they arrive."""
+    ready = SPAWN.Barrier(len(args) + 1)
+    results = SPAWN.Queue()
+    procs = [SPAWN.Process(target=target, args=(*a, ready, results), daemon=True) for a in args]
+    for proc in procs:
+        proc.start()
+    ready.wait(timeout=60)
+    reports = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=10)
+    return reports
 
 
 def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

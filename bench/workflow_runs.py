@@ -20,7 +20,6 @@ Storage as in ``http_compare.py`` (``--database-url`` / ``--redis-url``, else em
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import threading
 import time
@@ -153,21 +152,8 @@ def create_runs(url: str, key: str, definition: str, count: int, threads: int) -
 
 
 def work(url: str, keys: list[str], batch: int, total: int) -> list[dict[str, Any]]:
-    ctx = mp.get_context("spawn")
-    ready = ctx.Barrier(len(keys) + 1)
-    done = ctx.Value("i", 0)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=worker, args=(url, key, batch, total, done, ready, results))
-        for key in keys
-    ]
-    for proc in procs:
-        proc.start()
-    ready.wait(timeout=60)
-    reports = [results.get(timeout=600) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=10)
-    return reports
+    done = runner.SPAWN.Value("i", 0)  # node jobs completed, by all the workers
+    return runner.in_processes(worker, [(url, key, batch, total, done) for key in keys])
 
 
 def worker(url: str, key: str, batch: int, total: int, done: Any, ready: Any, results: Any) -> None:

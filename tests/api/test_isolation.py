@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.api import add_member, bearer, create_org, envelope, signup
 from tests.support.servers import Server
-from treadle.api import jobs, routes, scopes, workflow_definitions, workflow_runs
+from treadle.api import jobs, routes, scopes
 
 SCOPED = [r for r in routes() if r.scope is not None]
 
@@ -110,8 +110,8 @@ def _path(template: str, route_scope, t: dict) -> str:
         scopes.api_key: t["key_b"],
         scopes.job: t["job_b"],
         jobs.worker_job: t["job_b"],
-        workflow_definitions.definition: t["definition_b"],
-        workflow_runs.run_scope: t["run_b"],
+        scopes.workflow_definition: t["definition_b"],
+        scopes.workflow_run: t["run_b"],
     }
     path = template.replace("{user_id}", t["user_b"])
     if "{id}" in path:
@@ -226,6 +226,6 @@ def test_every_scoped_route_is_covered() -> None:
         scopes.caller_organization,
         scopes.body_or_key,
         jobs.worker_job,
-        workflow_definitions.definition,
-        workflow_runs.run_scope,
+        scopes.workflow_definition,
+        scopes.workflow_run,
     }

@@ -11,8 +11,9 @@ import psycopg
 import pytest
 
 from tests.support.api import add_member, bearer, create_key, envelope, error_code, signup
-from tests.support.jobs import job_org, key_auth
+from tests.support.jobs import key_auth
 from tests.support.servers import Server
+from tests.support.workflows import workflow_org
 
 PATH = "/v1/workflow-definitions"
 
@@ -25,10 +26,7 @@ def client(server: Server) -> httpx.Client:
 
 @pytest.fixture
 def org(client: httpx.Client) -> dict[str, Any]:
-    """An organization with job types render, quick, brief; its owner defines workflows."""
-    org = job_org(client)
-    org["defs"] = {**bearer(org["owner"])}
-    return org
+    return workflow_org(client)
 
 
 def define(client: httpx.Client, org: dict, nodes: list[Any], name: str = "pipeline") -> Any:

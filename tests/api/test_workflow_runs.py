@@ -12,10 +12,11 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.api import bearer, envelope, error_code
+from tests.support.api import envelope, error_code
 from tests.support.events import open_stream
-from tests.support.jobs import claim, job_org
+from tests.support.jobs import claim
 from tests.support.servers import Server
+from tests.support.workflows import workflow_org
 
 RUNS = "/v1/workflow-runs"
 
@@ -28,9 +29,7 @@ def client(server: Server) -> httpx.Client:
 
 @pytest.fixture
 def org(client: httpx.Client) -> dict[str, Any]:
-    org = job_org(client)
-    org["defs"] = bearer(org["owner"])
-    return org
+    return workflow_org(client)
 
 
 def define(client: httpx.Client, org: dict, nodes: list[Any]) -> dict[str, Any]:

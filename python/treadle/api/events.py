@@ -17,7 +17,6 @@ import orjson
 
 from treadle._core import FanoutError, Subscription
 from treadle.api import scopes
-from treadle.api.workflow_runs import run_scope
 from treadle.bus.events import Events, Gap, Item, event_json
 from treadle.bus.leases import Lease
 from treadle.services.authz import Scope
@@ -336,7 +335,7 @@ ROUTES = [
         auth="any",
         params=(TOPIC, AFTER),
         permission="workflows.read",
-        scope=run_scope,
+        scope=scopes.workflow_run,
         raw=True,
         content_type="text/event-stream",
     ),

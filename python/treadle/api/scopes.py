@@ -17,6 +17,8 @@ from treadle.store import api_keys as key_store
 from treadle.store import invitations as invitation_store
 from treadle.store import jobs as job_store
 from treadle.store import teams as team_store
+from treadle.store import workflow_definitions as definition_store
+from treadle.store import workflow_runs as run_store
 from treadle.store.db import Conn
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
@@ -97,6 +99,16 @@ async def api_key(req: Request) -> Scope:
 async def job(req: Request) -> Scope:
     org_id, job_id = await _owned(req, job_store.get, "job")
     return Scope(org_id, "job", str(job_id))
+
+
+async def workflow_definition(req: Request) -> Scope:
+    org_id, definition_id = await _owned(req, definition_store.get, "workflow definition")
+    return Scope(org_id, "workflow_definition", str(definition_id))
+
+
+async def workflow_run(req: Request) -> Scope:
+    org_id, run_id = await _owned(req, run_store.get, "workflow run")
+    return Scope(org_id, "workflow_run", str(run_id))
 
 
 async def caller_organization(req: Request) -> Scope:

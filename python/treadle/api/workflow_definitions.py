@@ -25,10 +25,7 @@ from treadle.api.common import (
     time_cursor_of,
 )
 from treadle.api.jobs import LeaseSeconds, TypeName
-from treadle.services.authz import Scope
-from treadle.store import workflow_definitions as definition_store
 from treadle.web.envelope import CursorPage
-from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
@@ -177,15 +174,6 @@ class Definition(msgspec.Struct):
     created_at: datetime
 
 
-async def definition(req: Request) -> Scope:
-    ident = path_id(req)
-    async with req.app.db.connection() as conn:
-        row = await definition_store.get(conn, ident)
-    if row is None:
-        raise ApiError.not_found(f"no workflow definition with id {ident}")
-    return Scope(row["organization_id"], "workflow_definition", str(ident))
-
-
 async def create(req: Request) -> Any:
     body: NewDefinition = req.data
     return await req.app.workflow_definitions.create(
@@ -246,6 +234,6 @@ ROUTES = [
         auth="any",
         response=Definition,
         permission="workflows.read",
-        scope=definition,
+        scope=scopes.workflow_definition,
     ),
 ]

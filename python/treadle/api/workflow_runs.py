@@ -19,7 +19,6 @@ from treadle.api.common import (
     time_cursor_of,
 )
 from treadle.api.jobs import Labels
-from treadle.services.authz import Scope
 from treadle.store import workflow_runs as run_store
 from treadle.web.envelope import CursorPage
 from treadle.web.errors import ApiError
@@ -116,15 +115,6 @@ class WorkflowRunDetail(WorkflowRun):
     nodes: list[NodeState]
 
 
-async def run_scope(req: Request) -> Scope:
-    ident = path_id(req)
-    async with req.app.db.connection() as conn:
-        row = await run_store.get(conn, ident)
-    if row is None:
-        raise ApiError.not_found(f"no workflow run with id {ident}")
-    return Scope(row["organization_id"], "workflow_run", str(ident))
-
-
 async def create(req: Request) -> Any:
     body: NewRun = req.data
     fields = {"input": body.input, "labels": body.labels}
@@ -202,7 +192,7 @@ def _run_route(suffix: str, handler: Any, summary: str, **kw: Any) -> Route:
         auth="any",
         response=WorkflowRunDetail,
         permission="workflows.run",
-        scope=run_scope,
+        scope=scopes.workflow_run,
         errors=(409,),
         **kw,
     )
@@ -258,7 +248,7 @@ ROUTES = [
         auth="any",
         response=WorkflowRunDetail,
         permission="workflows.read",
-        scope=run_scope,
+        scope=scopes.workflow_run,
     ),
     _run_route("/start", start, "Start a run created with `start: false`"),
     _run_route("/cancel", _one("cancel"), "Cancel a run: its queued and running jobs are canceled"),

@@ -25,7 +25,7 @@ from uuid import UUID
 
 from treadle.background import Background
 from treadle.services import audit
-from treadle.services.jobs import Jobs, job_event, job_type, new_job
+from treadle.services.jobs import Jobs, job_event, job_type, new_job, submitter
 from treadle.services.principal import Actor
 from treadle.services.workflow_data import Missing, holds, resolve
 from treadle.settings import Settings
@@ -64,7 +64,7 @@ class WorkflowRuns:
     async def create(
         self, actor: Actor, org_id: UUID, definition_id: UUID, fields: Row, start: bool
     ) -> Row:
-        principal = actor.signed_in
+        submitted_by, api_key_id = submitter(actor.signed_in)
         async with self.db.transaction() as conn, _batched(conn):
             definition = await definition_store.get(conn, definition_id)
             if definition is None or definition["organization_id"] != org_id:
@@ -88,8 +88,8 @@ class WorkflowRuns:
                     "definition_id": definition_id,
                     "input": fields["input"],
                     "labels": fields["labels"],
-                    "submitted_by": principal.subject,
-                    "api_key_id": principal.id if principal.kind == "api_key" else None,
+                    "submitted_by": submitted_by,
+                    "api_key_id": api_key_id,
                 },
                 [n["id"] for n in nodes],
             )
@@ -193,13 +193,12 @@ class WorkflowRuns:
             run = await run_store.get(conn, run_id)
             if run is None:
                 raise ApiError.not_found(f"no workflow run with id {run_id}")
-            definition = await definition_store.get(conn, run["definition_id"])
-            return await _public(conn, run, definition)
+            return await _public(conn, run, await _definition(conn, run["definition_id"]))
 
     async def in_org(self, org_id: UUID, limit: int, **filters: Any) -> list[Row]:
         async with self.db.connection() as conn:
             rows = await run_store.in_org(conn, org_id, limit, **filters)
-        return [_summary(row) for row in rows]
+        return rows
 
     # -- the engine ----------------------------------------------------------------------
 
@@ -508,17 +507,14 @@ async def _emit(conn: Conn, run: Row, topic: str, data: Row) -> None:
     await _announce(conn, [_event(run, topic, data)])
 
 
-def _summary(run: Row) -> Row:
-    return dict(run)
-
-
-async def _public(conn: Conn, run: Row, definition: Row | None) -> Row:
+async def _public(conn: Conn, run: Row, definition: Row) -> Row:
+    """The run with its definition's name and version and its nodes in definition order."""
     states = await run_store.nodes(conn, run["id"])
-    order = [n["id"] for n in definition["spec"]["nodes"]] if definition else sorted(states)
-    out = _summary(run)
-    if definition is not None:
-        out["definition"] = {"name": definition["name"], "version": definition["version"]}
-    out["nodes"] = [
-        {k: v for k, v in states[node].items() if k != "run_id"} for node in order if node in states
-    ]
-    return out
+    return {
+        **run,
+        "definition": {"name": definition["name"], "version": definition["version"]},
+        "nodes": [
+            {k: v for k, v in states[spec["id"]].items() if k != "run_id"}
+            for spec in definition["spec"]["nodes"]
+        ],
+    }

@@ -67,10 +67,7 @@ async def nodes_of(conn: Conn, run_ids: list[UUID]) -> dict[UUID, dict[str, Row]
 
 
 async def nodes(conn: Conn, run_id: UUID) -> dict[str, Row]:
-    cur = await conn.execute(
-        "SELECT * FROM workflow_nodes WHERE run_id = %s ORDER BY node", (run_id,)
-    )
-    return {row["node"]: row for row in await cur.fetchall()}
+    return (await nodes_of(conn, [run_id]))[run_id]
 
 
 async def set_run(conn: Conn, run_id: UUID, status: str, **fields: Any) -> Row:
