@@ -93,6 +93,10 @@ class Settings:
     # Workflow definitions: nodes per definition, and items one map node may fan out to.
     workflow_max_nodes: int = 200
     workflow_max_map_items: int = 1000
+    # A run's input and a signal's payload (413 past it), and what a map node's joined
+    # results may take (the node fails with output_too_large past it), as JSON bytes.
+    workflow_max_input_bytes: int = 256 * 1024
+    workflow_max_output_bytes: int = 8 * 1024 * 1024
     # How often each process looks for delay nodes whose time has come.
     workflow_timer_seconds: float = 0.5
     job_reap_seconds: float = 1.0
@@ -150,6 +154,8 @@ class Settings:
             "platform_audit_keep_days",
             "workflow_max_nodes",
             "workflow_max_map_items",
+            "workflow_max_input_bytes",
+            "workflow_max_output_bytes",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")

@@ -143,6 +143,7 @@ def _body(route, t: dict) -> dict | None:
         "JobBatch": {"organization_id": org_b, "jobs": [{"type": "default"}]},
         "NewRun": {"organization_id": org_b, "definition_id": t.get("definition_b", org_b)},
         "Signal": {"name": "stolen"},
+        "Decision": {"node": "gate", "decision": "approve"},
         "RunFilter": {"organization_id": org_b},
         "NewDefinition": {
             "organization_id": org_b,

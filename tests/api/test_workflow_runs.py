@@ -16,9 +16,16 @@ from tests.support.api import envelope, error_code
 from tests.support.events import open_stream
 from tests.support.jobs import claim
 from tests.support.servers import Server
-from tests.support.workflows import workflow_org
-
-RUNS = "/v1/workflow-runs"
+from tests.support.workflows import (
+    RUNS,
+    define,
+    nodes,
+    run_of,
+    start_run,
+    wait_for,
+    work_one,
+    workflow_org,
+)
 
 
 @pytest.fixture
@@ -30,63 +37,6 @@ def client(server: Server) -> httpx.Client:
 @pytest.fixture
 def org(client: httpx.Client) -> dict[str, Any]:
     return workflow_org(client)
-
-
-def define(client: httpx.Client, org: dict, nodes: list[Any]) -> dict[str, Any]:
-    response = client.post(
-        "/v1/workflow-definitions",
-        json={"organization_id": org["id"], "name": f"flow-{uuid.uuid4().hex[:8]}", "nodes": nodes},
-        headers=org["defs"],
-    )
-    assert response.status_code == 201, response.text
-    return dict(envelope(response)["data"])
-
-
-def start_run(client: httpx.Client, org: dict, definition: dict, **body: Any) -> httpx.Response:
-    return client.post(
-        RUNS,
-        json={"organization_id": org["id"], "definition_id": definition["id"], **body},
-        headers={**org["defs"], "Idempotency-Key": str(uuid.uuid4())},
-    )
-
-
-def run_of(client: httpx.Client, org: dict, run_id: str) -> dict[str, Any]:
-    return dict(envelope(client.get(f"{RUNS}/{run_id}", headers=org["defs"]))["data"])
-
-
-def nodes(run: dict[str, Any]) -> dict[str, str]:
-    return {n["node"]: n["status"] for n in run["nodes"]}
-
-
-def work_one(client: httpx.Client, org: dict, result: Any, batch: bool = False) -> dict[str, Any]:
-    """Claim the one queued job and complete it with ``result``; the claimed job."""
-    (job,) = claim(client, org["work"], limit=10)
-    if batch:
-        done = client.post(
-            "/v1/jobs/complete",
-            json={
-                "items": [{"id": job["id"], "lease_token": job["lease_token"], "result": result}]
-            },
-            headers=org["work"],
-        )
-        assert envelope(done)["data"][0]["ok"], done.text
-    else:
-        done = client.post(
-            f"/v1/jobs/{job['id']}/complete",
-            json={"lease_token": job["lease_token"], "result": result},
-            headers=org["work"],
-        )
-        assert done.status_code == 200, done.text
-    return dict(job)
-
-
-def wait_for(client: httpx.Client, org: dict, run_id: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        run = run_of(client, org, run_id)
-        if run["status"] == status or time.monotonic() > deadline:
-            return run
-        time.sleep(0.1)
 
 
 def test_a_linear_run_queues_each_job_after_the_last_with_its_output_and_ends_after_a_delay(
@@ -248,7 +198,7 @@ def test_a_run_created_unstarted_waits_then_cancel_reaches_its_jobs(
     ]
 
 
-def test_runs_need_an_idempotency_key_replay_and_refuse_what_is_not_built(
+def test_runs_need_an_idempotency_key_replay_and_bound_their_input(
     client: httpx.Client, org: dict
 ) -> None:
     definition = define(client, org, [{"id": "a", "type": "delay", "seconds": 60}])
@@ -261,12 +211,12 @@ def test_runs_need_an_idempotency_key_replay_and_refuse_what_is_not_built(
     # The replay is the stored answer, its first request's id and all.
     assert second.headers["idempotent-replayed"] == "true"
     assert second.json()["data"]["id"] == envelope(first)["data"]["id"]
-    gated = define(
-        client, org, [{"id": "g", "type": "approval", "approvers": {"roles": ["admin"]}}]
-    )
-    refused = start_run(client, org, gated)
-    assert refused.status_code == 400
-    assert "not built yet" in envelope(refused)["error"]["message"]
+    # Past the run input's bound (256 KiB by default), though within the body's: 413,
+    # and no run is stored.
+    refused = start_run(client, org, definition, input={"text": "x" * (300 * 1024)})
+    assert refused.status_code == 413, refused.text
+    assert error_code(refused) == "payload_too_large"
+    assert envelope(refused)["error"]["details"]["path"] == "$.input"
     listed = client.get(
         RUNS,
         params={"organization_id": org["id"], "definition_id": definition["id"]},

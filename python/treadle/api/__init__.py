@@ -9,6 +9,7 @@ def routes() -> list[Route]:
     from treadle.api import (
         admin,
         api_keys,
+        approvals,
         audit,
         auth,
         authz,
@@ -41,5 +42,6 @@ def routes() -> list[Route]:
         *usage.ROUTES,
         *workflow_definitions.ROUTES,
         *workflow_runs.ROUTES,
+        *approvals.ROUTES,
         *events.ROUTES,
     ]

@@ -126,9 +126,11 @@ class Job(msgspec.Struct):
     error_message: str | None
     submitted_by: str
     api_key_id: UUID | None
-    # The workflow run and node this job executes, if any.
+    # The workflow run and node this job executes, if any, and for a map node the index
+    # of the item.
     workflow_run_id: UUID | None
     workflow_node: str | None
+    workflow_item: int | None
     queued_at: datetime
     started_at: datetime | None
     completed_at: datetime | None

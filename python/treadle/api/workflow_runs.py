@@ -19,6 +19,7 @@ from treadle.api.common import (
     time_cursor_of,
 )
 from treadle.api.jobs import Labels
+from treadle.api.workflow_definitions import NodeId
 from treadle.store import workflow_runs as run_store
 from treadle.web.envelope import CursorPage
 from treadle.web.errors import ApiError
@@ -65,6 +66,18 @@ class RunFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     organization_id: UUID | None = None
 
 
+Comment = Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^[^\x00-\x09\x0b-\x1f\x7f]*$")]
+
+
+class Decision(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A decision on one of the run's approval gates, named by its node."""
+
+    node: NodeId
+    decision: Literal["approve", "reject"]
+    # Lines of text; kept with the decision and in the gate's output.
+    comment: Comment = ""
+
+
 class BulkResult(msgspec.Struct):
     action: str
     changed: int
@@ -74,10 +87,20 @@ class BulkResult(msgspec.Struct):
 
 class NodeState(msgspec.Struct):
     node: str
+    type: str
     status: str
     outcome: str | None
     output: Any
+    # A job node's job and its attempts so far.
     job_id: UUID | None
+    attempts: int | None
+    # A map node: its items, how many were queued and how many have succeeded.
+    items: int | None
+    dispatched: int | None
+    finished: int | None
+    # A workflow node's child run.
+    child_run_id: UUID | None
+    # When a delay, a signal's timeout or an approval's expiry fires.
     fire_at: datetime | None
     # A paused run's timer: the seconds it had left, counted again from resume.
     remaining: float | None
@@ -104,6 +127,9 @@ class WorkflowRun(msgspec.Struct):
     error_message: str | None
     submitted_by: str
     api_key_id: UUID | None
+    # A child run: the run and its workflow node that started it.
+    parent_run_id: UUID | None
+    parent_node: str | None
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
@@ -160,6 +186,13 @@ async def signal(req: Request) -> Any:
     return await req.app.workflow_runs.signal(actor(req), path_id(req), body.name, body.payload)
 
 
+async def approve(req: Request) -> Any:
+    body: Decision = req.data
+    return await req.app.workflow_runs.approve(
+        actor(req), path_id(req), body.node, body.decision, body.comment
+    )
+
+
 def _one(action: str) -> Any:
     async def handler(req: Request) -> Any:
         return await req.app.workflow_runs.act(actor(req), path_id(req), action)
@@ -191,10 +224,9 @@ def _run_route(suffix: str, handler: Any, summary: str, **kw: Any) -> Route:
         "workflows",
         auth="any",
         response=WorkflowRunDetail,
-        permission="workflows.run",
         scope=scopes.workflow_run,
         errors=(409,),
-        **kw,
+        **{"permission": "workflows.run", **kw},
     )
 
 
@@ -274,6 +306,14 @@ ROUTES = [
             scope=scopes.body_or_key,
         )
         for action in ("cancel", "pause", "resume")
+    ),
+    _run_route(
+        "/approve",
+        approve,
+        "Approve or reject one of the run's open approval gates (signed-in approvers only;"
+        " 409 when the gate is not open or you have decided it)",
+        body=Decision,
+        permission="approvals.decide",
     ),
     _run_route(
         "/signal",

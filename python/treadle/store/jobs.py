@@ -236,6 +236,9 @@ _NEW = {
     "lease_seconds": "integer",
     "submitted_by": "text",
     "api_key_id": "uuid",
+    "workflow_run_id": "uuid",
+    "workflow_node": "text",
+    "workflow_item": "integer",
 }
 
 

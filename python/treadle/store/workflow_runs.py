@@ -19,7 +19,8 @@ NODE_FINAL = ("succeeded", "failed", "skipped", "canceled")
 async def insert(conn: Conn, run: Row, nodes: list[str]) -> Row:
     cur = await conn.execute(
         "INSERT INTO workflow_runs (id, organization_id, definition_id, input, labels,"
-        " submitted_by, api_key_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *",
+        " submitted_by, api_key_id, parent_run_id, parent_node)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
         (
             run["id"],
             run["organization_id"],
@@ -28,6 +29,8 @@ async def insert(conn: Conn, run: Row, nodes: list[str]) -> Row:
             Jsonb(run["labels"]),
             run["submitted_by"],
             run["api_key_id"],
+            run.get("parent_run_id"),
+            run.get("parent_node"),
         ),
     )
     row = await cur.fetchone()
@@ -102,7 +105,7 @@ async def set_node(conn: Conn, run_id: UUID, node: str, status: str, **fields: A
             sets.append("fire_at = now() + make_interval(secs => %s)")
         else:
             sets.append(f"{column} = %s")
-        args.append(Jsonb(value) if column == "output" else value)
+        args.append(Jsonb(value) if column in ("output", "items") else value)
     cur = await conn.execute(
         f"UPDATE workflow_nodes SET {', '.join(sets)} WHERE run_id = %s AND node = %s RETURNING *",
         (*args, run_id, node),
@@ -208,5 +211,55 @@ async def cancel_jobs(conn: Conn, run_id: UUID) -> list[Row]:
         " updated_at = now()"
         " WHERE workflow_run_id = %s AND status IN ('queued', 'running') RETURNING *",
         (run_id,),
+    )
+    return await cur.fetchall()
+
+
+async def item_results(conn: Conn, run_id: UUID, node: str) -> list[Any]:
+    """The results of a map node's item jobs, in item order."""
+    cur = await conn.execute(
+        "SELECT result FROM jobs WHERE workflow_run_id = %s AND workflow_node = %s"
+        " AND workflow_item IS NOT NULL AND status = 'succeeded' ORDER BY workflow_item",
+        (run_id, node),
+    )
+    return [row["result"] for row in await cur.fetchall()]
+
+
+async def attempts(conn: Conn, job_ids: list[UUID]) -> dict[UUID, int]:
+    cur = await conn.execute("SELECT id, attempts FROM jobs WHERE id = ANY(%s::uuid[])", (job_ids,))
+    return {row["id"]: row["attempts"] for row in await cur.fetchall()}
+
+
+async def lock_live_children(conn: Conn, run_id: UUID) -> list[Row]:
+    """The run's child runs that have not ended and that no one else holds now, locked.
+    Skipping those held keeps a parent from waiting on a child while holding itself (the
+    child's own steps never wait on the parent); ``orphans`` finds the ones skipped."""
+    cur = await conn.execute(
+        "SELECT * FROM workflow_runs WHERE parent_run_id = %s"
+        " AND status IN ('created', 'running', 'paused') ORDER BY id FOR UPDATE SKIP LOCKED",
+        (run_id,),
+    )
+    return await cur.fetchall()
+
+
+async def orphans(conn: Conn, limit: int) -> list[UUID]:
+    """Child runs still going whose parent has ended."""
+    cur = await conn.execute(
+        "SELECT c.id FROM workflow_runs c JOIN workflow_runs p ON p.id = c.parent_run_id"
+        " WHERE c.parent_run_id IS NOT NULL AND c.status IN ('created', 'running', 'paused')"
+        " AND p.status IN ('succeeded', 'failed', 'canceled') ORDER BY c.id LIMIT %s",
+        (limit,),
+    )
+    return [row["id"] for row in await cur.fetchall()]
+
+
+async def ended_children(conn: Conn, limit: int) -> list[Row]:
+    """Workflow nodes still waiting for a child run that has ended (unlocked, as timers)."""
+    cur = await conn.execute(
+        "SELECT n.run_id, n.node, n.child_run_id FROM workflow_nodes n"
+        " JOIN workflow_runs c ON c.id = n.child_run_id"
+        " WHERE n.status = 'running' AND n.child_run_id IS NOT NULL"
+        " AND c.status IN ('succeeded', 'failed', 'canceled') ORDER BY n.run_id LIMIT %s",
+        (limit,),
     )
     return await cur.fetchall()

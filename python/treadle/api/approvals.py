@@ -1,0 +1,99 @@
+"""Approval gates: the ones the signed-in caller may decide, pending and decided."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from treadle.api import scopes
+from treadle.api.common import TIME_CURSOR_PARAMS, limit_of, time_cursor, time_cursor_of
+from treadle.store import workflow_approvals as approval_store
+from treadle.web.envelope import CursorPage
+from treadle.web.errors import ApiError
+from treadle.web.request import Request
+from treadle.web.routing import Param, Route
+
+_ONE_STATUS = "|".join(approval_store.STATUSES)
+
+
+class GateDecision(msgspec.Struct):
+    user_id: UUID
+    decision: str
+    comment: str
+    decided_at: datetime
+
+
+class Approval(msgspec.Struct):
+    id: UUID
+    run_id: UUID
+    node: str
+    organization_id: UUID
+    status: str
+    # Who may decide: named users, members of these teams, holders of these roles.
+    users: list[UUID]
+    teams: list[UUID]
+    roles: list[str]
+    required: int
+    approvals: int
+    allow_submitter: bool
+    submitted_by: str
+    decisions: list[GateDecision]
+    decided_by_me: bool
+    created_at: datetime
+    # When the gate expires (None without an expiry, or while the run is paused).
+    expires_at: datetime | None
+    closed_at: datetime | None
+
+
+async def list_approvals(req: Request) -> Any:
+    limit = limit_of(req)
+    raw = req.query_value("status")
+    statuses = raw.split(",") if raw else None
+    if statuses and not set(statuses) <= set(approval_store.STATUSES):
+        raise ApiError.validation(
+            f"status must be among {', '.join(approval_store.STATUSES)}", "query.status"
+        )
+    run = req.query_value("run_id")
+    try:
+        run_id = UUID(run) if run else None
+    except ValueError:
+        raise ApiError.validation("run_id must be a UUID", "query.run_id") from None
+    rows = await req.app.workflow_runs.approvals(
+        req.principal,
+        req.scope.organization_id,
+        limit,
+        before=time_cursor(req),
+        statuses=statuses,
+        run_id=run_id,
+    )
+    last = rows[-1] if len(rows) == limit else None
+    return CursorPage(rows, limit, time_cursor_of(last) if last else None)
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/v1/approvals",
+        list_approvals,
+        "Approval gates of the organization that you may decide (signed-in users), pending"
+        " and decided, newest first",
+        "workflows",
+        auth="any",
+        response=list[Approval],
+        params=(
+            *TIME_CURSOR_PARAMS,
+            Param(
+                "status",
+                f"only these statuses, comma separated: {', '.join(approval_store.STATUSES)}",
+                {"type": "string", "pattern": f"^({_ONE_STATUS})(,({_ONE_STATUS}))*$"},
+            ),
+            Param("run_id", "only the gates of this run", {"type": "string", "format": "uuid"}),
+            Param("organization_id", "the organization"),
+        ),
+        permission="approvals.decide",
+        scope=scopes.caller_organization,
+    ),
+]
