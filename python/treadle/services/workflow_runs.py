@@ -742,7 +742,7 @@ class WorkflowRuns:
         canceled = await run_store.cancel_jobs(conn, run["id"])
         await _announce(conn, [job_event(row, "job.canceled") for row in canceled])
         await conn.execute(
-            "UPDATE workflow_nodes SET status = 'canceled', completed_at = now()"
+            "UPDATE workflow_nodes SET status = 'canceled', completed_at = now(), fire_at = NULL"
             " WHERE run_id = %s AND status IN ('waiting', 'running')",
             (run["id"],),
         )

@@ -99,7 +99,8 @@ async def set_node(conn: Conn, run_id: UUID, node: str, status: str, **fields: A
         # A condition succeeds the moment it starts.
         sets.append("started_at = coalesce(started_at, now())")
     if status in NODE_FINAL:
-        sets.append("completed_at = now()")
+        # An ended node's timer is gone (the timer index holds only those that may fire).
+        sets.append("completed_at = now(), fire_at = NULL")
     for column, value in fields.items():
         if column == "fire_in":
             sets.append("fire_at = now() + make_interval(secs => %s)")
