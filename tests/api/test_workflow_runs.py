@@ -435,3 +435,47 @@ def test_bulk_actions_take_the_matching_runs_whose_state_allows_them(
     assert bulk("cancel", definition_id=definition["id"], status=["running"])["changed"] == 4
     assert {run_of(client, org, r)["status"] for r in tagged} == {"canceled"}
     assert run_of(client, org, untouched)["status"] == "running"
+
+
+def test_runs_are_listed_by_status_definition_and_time_with_cursor_paging(
+    client: httpx.Client, org: dict
+) -> None:
+    definition = define(client, org, [{"id": "a", "type": "delay", "seconds": 3600}])
+    made = [envelope(start_run(client, org, definition, start=False))["data"] for _ in range(3)]
+    client.post(f"{RUNS}/{made[0]['id']}/start", headers=org["defs"]).raise_for_status()
+    query = {"organization_id": org["id"], "definition_id": definition["id"]}
+
+    def listed(**params: Any) -> dict[str, Any]:
+        page = client.get(RUNS, params={**query, **params}, headers=org["defs"])
+        assert page.status_code == 200, page.text
+        return envelope(page)
+
+    first = listed(limit=2)
+    assert [r["id"] for r in first["data"]] == [made[2]["id"], made[1]["id"]]
+    rest = listed(limit=2, cursor=first["meta"]["page"]["next_cursor"])
+    assert [r["id"] for r in rest["data"]] == [made[0]["id"]]
+    assert [r["id"] for r in listed(status="running")["data"]] == [made[0]["id"]]
+    since = listed(since=made[1]["created_at"])["data"]
+    assert [r["id"] for r in since] == [made[2]["id"], made[1]["id"]]
+    until = listed(until=made[1]["created_at"])["data"]
+    assert [r["id"] for r in until] == [made[0]["id"]]
+    bad = client.get(RUNS, params={**query, "since": "yesterday"}, headers=org["defs"])
+    assert bad.status_code == 400 and error_code(bad) == "validation_failed"
+
+
+def test_timers_are_swept_by_one_process_at_a_time(
+    client: httpx.Client, org: dict, server: Server
+) -> None:
+    from treadle.store.workflow_runs import SWEEP_LOCK
+
+    definition = define(client, org, [{"id": "wait", "type": "delay", "seconds": 1}])
+    with psycopg.connect(server.env["TREADLE_DATABASE_URL"], autocommit=True) as conn:
+        # Another sweeper holds the lock: no process of the server fires the timer.
+        conn.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK,))
+        try:
+            run = envelope(start_run(client, org, definition))["data"]
+            time.sleep(2)
+            assert run_of(client, org, run["id"])["status"] == "running"
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK,))
+    assert wait_for(client, org, run["id"], "succeeded")["status"] == "succeeded"

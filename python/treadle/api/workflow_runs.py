@@ -12,11 +12,13 @@ from treadle.api import scopes
 from treadle.api.common import (
     SINGLE_LINE,
     TIME_CURSOR_PARAMS,
+    TIME_PARAMS,
     actor,
     limit_of,
     path_id,
     time_cursor,
     time_cursor_of,
+    time_param,
 )
 from treadle.api.jobs import Labels
 from treadle.api.workflow_definitions import NodeId
@@ -168,6 +170,8 @@ async def list_runs(req: Request) -> Any:
         before=time_cursor(req),
         statuses=statuses,
         definition_id=definition_id,
+        created_after=time_param(req, "since"),
+        created_before=time_param(req, "until"),
     )
     last = rows[-1] if len(rows) == limit else None
     return CursorPage(rows, limit, time_cursor_of(last) if last else None)
@@ -250,12 +254,13 @@ ROUTES = [
         "GET",
         "/v1/workflow-runs",
         list_runs,
-        "Workflow runs of the organization, newest first",
+        "Workflow runs of the organization, newest first (created from `since`, before `until`)",
         "workflows",
         auth="any",
         response=list[WorkflowRun],
         params=(
             *TIME_CURSOR_PARAMS,
+            *TIME_PARAMS,
             Param(
                 "status",
                 f"only these statuses, comma separated: {', '.join(run_store.STATUSES)}",

@@ -4,7 +4,7 @@ the changes that drive them.
 Nothing a run needs lives in a process. A node that runs a job names it
 (``jobs.workflow_run_id``), and the run advances in the transaction that finishes that job
 (``Jobs.settled`` calls ``advance_jobs``). A delay is a row with its time, fired by the
-``WorkflowTimers`` loop of whichever process takes it first. Every step locks the run's row
+``WorkflowTimers`` sweep, which one process at a time runs. Every step locks the run's row
 first, so two nodes of one run finishing at once advance it one after the other.
 
 An approval node opens a gate (``treadle.store.workflow_approvals``) that closes with the
@@ -339,6 +339,8 @@ class WorkflowRuns:
     async def fire_timers(self) -> int:
         """Fire the delays that are due; how many."""
         async with self.db.transaction() as conn, _batched(conn):
+            if not await run_store.take_sweep(conn):
+                return 0
             due = await run_store.due_timers(conn, TIMER_BATCH)
             for timer in sorted(due, key=lambda t: t["run_id"]):
                 run, definition = await _locked(conn, timer["run_id"])
@@ -365,6 +367,8 @@ class WorkflowRuns:
     async def settle_children(self) -> int:
         """Move on the runs whose child runs have ended; how many children were found."""
         async with self.db.transaction() as conn, _batched(conn):
+            if not await run_store.take_sweep(conn):
+                return 0
             ended = await run_store.ended_children(conn, TIMER_BATCH)
             for found in ended:
                 run, definition = await _locked(conn, found["run_id"])
@@ -384,6 +388,8 @@ class WorkflowRuns:
     async def cancel_orphans(self) -> int:
         """Cancel the child runs whose parent ended while another step held them."""
         async with self.db.transaction() as conn, _batched(conn):
+            if not await run_store.take_sweep(conn):
+                return 0
             orphans = await run_store.orphans(conn, TIMER_BATCH)
             for run_id in orphans:
                 run = await run_store.get(conn, run_id, lock=True)
@@ -768,8 +774,9 @@ class WorkflowRuns:
 
 
 class WorkflowTimers(Background):
-    """Fires due delays every ``interval`` seconds, in every process (each timer is taken
-    by one of them: FOR UPDATE SKIP LOCKED)."""
+    """Every ``interval`` seconds in every process, and at once when a child run ends here:
+    fire due timers, move on the parents of ended children, cancel orphaned children. One
+    process sweeps at a time (``run_store.take_sweep``); each step locks its run first."""
 
     def __init__(self, runs: WorkflowRuns, interval: float) -> None:
         self.runs = runs

@@ -14,6 +14,15 @@ Row = dict[str, Any]
 STATUSES = ("created", "running", "paused", "succeeded", "failed", "canceled")
 FINAL = ("succeeded", "failed", "canceled")
 NODE_FINAL = ("succeeded", "failed", "skipped", "canceled")
+# Taken with pg_try_advisory_xact_lock by each sweep (timers, ended children, orphans): one
+# process sweeps at a time, the others skip the round.
+SWEEP_LOCK = 0x7472_6564_0003
+
+
+async def take_sweep(conn: Conn) -> bool:
+    cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS got", (SWEEP_LOCK,))
+    row = await cur.fetchone()
+    return bool(row and row["got"])
 
 
 async def insert(conn: Conn, run: Row, nodes: list[str]) -> Row:
@@ -155,11 +164,15 @@ async def in_org(
     before: tuple[datetime, UUID] | None,
     statuses: list[str] | None,
     definition_id: UUID | None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> list[Row]:
     cur = await conn.execute(
         "SELECT * FROM workflow_runs WHERE organization_id = %s"
         " AND (%s::text[] IS NULL OR status = ANY(%s::text[]))"
         " AND (%s::uuid IS NULL OR definition_id = %s::uuid)"
+        " AND (%s::timestamptz IS NULL OR created_at >= %s::timestamptz)"
+        " AND (%s::timestamptz IS NULL OR created_at < %s::timestamptz)"
         " AND (%s::timestamptz IS NULL OR (created_at, id) < (%s::timestamptz, %s::uuid))"
         " ORDER BY created_at DESC, id DESC LIMIT %s",
         (
@@ -168,6 +181,10 @@ async def in_org(
             statuses,
             definition_id,
             definition_id,
+            created_after,
+            created_after,
+            created_before,
+            created_before,
             before[0] if before else None,
             before[0] if before else None,
             before[1] if before else None,
