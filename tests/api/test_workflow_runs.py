@@ -12,9 +12,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.api import envelope, error_code
+from tests.support.api import create_key, envelope, error_code
 from tests.support.events import open_stream
-from tests.support.jobs import claim
+from tests.support.jobs import claim, key_auth, once
 from tests.support.servers import Server
 from tests.support.workflows import (
     RUNS,
@@ -479,3 +479,31 @@ def test_timers_are_swept_by_one_process_at_a_time(
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK,))
     assert wait_for(client, org, run["id"], "succeeded")["status"] == "succeeded"
+
+
+def test_api_keys_with_workflow_scopes_run_and_read_and_no_more(
+    client: httpx.Client, org: dict
+) -> None:
+    definition = define(client, org, [{"id": "a", "type": "delay", "seconds": 3600}])
+    runner = key_auth(
+        create_key(client, org["owner"], org["id"], scopes=["workflows.run", "workflows.read"])
+    )
+    reader = key_auth(create_key(client, org["owner"], org["id"], scopes=["workflows.read"]))
+    body = {"definition_id": definition["id"]}
+    made = client.post(RUNS, json=body, headers=once(runner))
+    assert made.status_code == 201, made.text
+    run_id = envelope(made)["data"]["id"]
+    assert envelope(made)["data"]["api_key_id"] is not None
+    read = client.get(f"{RUNS}/{run_id}", headers=reader)
+    assert read.status_code == 200 and envelope(read)["data"]["id"] == run_id
+    assert envelope(client.get(RUNS, headers=reader))["data"][0]["id"] == run_id
+    assert client.post(RUNS, json=body, headers=once(reader)).status_code == 403
+    assert client.post(f"{RUNS}/{run_id}/cancel", headers=reader).status_code == 403
+    # Defining is workflows.manage, which neither key holds.
+    defining = client.post(
+        "/v1/workflow-definitions",
+        json={"name": "k", "nodes": [{"id": "a", "type": "delay", "seconds": 1}]},
+        headers=runner,
+    )
+    assert defining.status_code == 403
+    assert client.post(f"{RUNS}/{run_id}/cancel", headers=runner).status_code == 200
