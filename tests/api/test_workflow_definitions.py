@@ -328,6 +328,32 @@ def test_a_child_workflow_is_pinned_to_the_version_it_named_at_definition(
     assert envelope(older)["data"]["nodes"][0]["version"] == 1
 
 
+def test_child_workflows_nest_eight_deep_and_ten_thousand_nodes_at_most(
+    client: httpx.Client, org: dict
+) -> None:
+    assert define(client, org, LINEAR[:1], name="level-1").status_code == 201
+    for level in range(2, 9):
+        made = define(
+            client,
+            org,
+            [{"id": "sub", "type": "workflow", "definition": f"level-{level - 1}"}],
+            name=f"level-{level}",
+        )
+        assert made.status_code == 201, made.text
+    too_deep = define(
+        client, org, [{"id": "sub", "type": "workflow", "definition": "level-8"}], name="level-9"
+    )
+    assert "at most 8 deep" in refused(too_deep, "$.nodes[0].definition")
+    # 200 nodes in the child, 50 workflow nodes starting it: 10,050 nodes in one run's tree.
+    wide = [{"id": f"n{i}", "type": "delay", "seconds": 1} for i in range(200)]
+    assert define(client, org, wide, name="wide").status_code == 201
+    fan = [{"id": f"w{i}", "type": "workflow", "definition": "wide"} for i in range(50)]
+    assert "at most 10000 nodes" in refused(
+        define(client, org, fan, name="fan"), "$.nodes[49].definition"
+    )
+    assert define(client, org, fan[:49], name="fan").status_code == 201
+
+
 def test_approvers_must_belong_to_the_organization(client: httpx.Client, org: dict) -> None:
     member, stranger = signup(client), signup(client)
     add_member(client, org["owner"], org["id"], member, "member")

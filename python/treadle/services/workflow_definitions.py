@@ -46,6 +46,11 @@ OUTCOMES: dict[str, tuple[str, ...] | None] = {
 HAS_OUTPUT = frozenset(("job", "approval", "signal", "map", "workflow", "condition"))
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}(?!\n)$")
 _MAX_TEST_DEPTH = 8
+# Child workflows: how deep runs may nest, and how many nodes a run and all the runs it may
+# start hold together (a definition of 200 workflow nodes, each a child of 200 workflow
+# nodes, would otherwise start 40,000 runs in one transaction).
+MAX_DEPTH = 8
+MAX_NESTED_NODES = 10_000
 
 
 class WorkflowDefinitions:
@@ -67,7 +72,7 @@ class WorkflowDefinitions:
         async with self.db.transaction() as conn:
             org = await org_store.get(conn, org_id)
             assert org is not None
-            await _check_in_org(conn, org_id, org["settings"], specs)
+            nesting = await _check_in_org(conn, org_id, org["settings"], specs)
             row = await definition_store.insert_next(
                 conn,
                 {
@@ -75,7 +80,7 @@ class WorkflowDefinitions:
                     "organization_id": org_id,
                     "name": name,
                     "description": description,
-                    "spec": {"nodes": specs},
+                    "spec": {"nodes": specs, **nesting},
                     "node_count": len(specs),
                     "created_by": actor.principal.subject if actor.principal else "",
                 },
@@ -106,9 +111,11 @@ class WorkflowDefinitions:
         return [public_definition(row) for row in rows]
 
 
-async def _check_in_org(conn: Conn, org_id: UUID, settings: Row, specs: list[Row]) -> None:
+async def _check_in_org(conn: Conn, org_id: UUID, settings: Row, specs: list[Row]) -> Row:
     """What the organization must hold: the job types, the child definitions (whose
-    versions are pinned here), the approvers."""
+    versions are pinned here), the approvers. The definition's ``depth`` (1 without child
+    workflows) and ``nested_nodes`` (its nodes and all its children's), within bounds."""
+    depth, nested = 1, len(specs)
     for index, spec in enumerate(specs):
         at = f"$.nodes[{index}]"
         if spec["type"] in ("job", "map"):
@@ -126,8 +133,24 @@ async def _check_in_org(conn: Conn, org_id: UUID, settings: Row, specs: list[Row
                     f"{at}.definition",
                 )
             spec["version"] = child["version"]
+            depth = max(depth, 1 + child["spec"].get("depth", 1))
+            nested += child["spec"].get("nested_nodes", child["node_count"])
+            if depth > MAX_DEPTH:
+                raise ApiError.validation(
+                    f"child workflows may nest at most {MAX_DEPTH} deep; with"
+                    f" {spec['definition']} v{child['version']} this one nests {depth}",
+                    f"{at}.definition",
+                )
+            if nested > MAX_NESTED_NODES:
+                raise ApiError.validation(
+                    f"a run and the child runs it may start may hold at most"
+                    f" {MAX_NESTED_NODES} nodes together; with {spec['definition']}"
+                    f" v{child['version']} this one holds {nested}",
+                    f"{at}.definition",
+                )
         elif spec["type"] == "approval":
             await _check_approvers(conn, org_id, index, spec)
+    return {"depth": depth, "nested_nodes": nested}
 
 
 def public_definition(row: Row) -> Row:
