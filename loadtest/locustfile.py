@@ -7,5 +7,6 @@ from __future__ import annotations
 
 from loadtest.scenarios.accounts import SignedInUser, TokenRefresher
 from loadtest.scenarios.jobs import JobConsumer
+from loadtest.scenarios.telemetry import EdgeAgent
 
-__all__ = ["JobConsumer", "SignedInUser", "TokenRefresher"]
+__all__ = ["EdgeAgent", "JobConsumer", "SignedInUser", "TokenRefresher"]

@@ -490,3 +490,45 @@ class Hub:
         (subscriptions), ``stale`` (ignored redeliveries)."""
     def __len__(self) -> int:
         """The number of live subscriptions (not closed, not overflowed)."""
+
+# --- telemetry ingest --------------------------------------------------------------------
+
+__all__ += ["IngestError", "parse_telemetry"]
+
+class IngestError(ValueError):
+    """A telemetry batch refused as a whole. ``code`` is ``too_large``, ``bad_encoding``,
+    ``too_many_events`` or ``not_json``; ``message`` says what to fix."""
+
+    code: str
+    message: str
+
+def parse_telemetry(
+    body: bytes,
+    *,
+    ndjson: bool = False,
+    encoding: str = "identity",
+    max_bytes: int = 8388608,
+    max_events: int = 10000,
+    max_attributes: int = 64,
+    max_key_bytes: int = 128,
+    max_value_bytes: int = 4096,
+    allowed_types: Sequence[str] | None = None,
+    organization_id: bytes,
+    agent_id: bytes,
+    batch_id: bytes,
+    received_at_us: int,
+    max_age_seconds: int = 604800,
+    max_future_seconds: int = 300,
+) -> tuple[int, list[tuple[int, str, str]], bytes]:
+    """Checks a telemetry batch (a JSON array of events, or NDJSON when ``ndjson``) and
+    returns ``(accepted, rejected, copy_data)``: ``rejected`` lists ``(index, code,
+    message)`` in batch order, ``copy_data`` is a binary COPY stream with one row per
+    accepted event for ``COPY telemetry_events (organization_id, agent_id, batch_id, seq,
+    event_id, type, ts, attributes, received_at) FROM STDIN (FORMAT BINARY)``.
+
+    ``encoding`` is the Content-Encoding (``identity``, ``gzip`` or ``zstd``); the body
+    may take at most ``max_bytes`` once decoded. The ids are ``uuid.UUID.bytes``;
+    ``received_at_us`` is the server's time in Unix microseconds, and an event's
+    timestamp may be at most ``max_age_seconds`` before it and ``max_future_seconds``
+    after. Raises ``IngestError`` when the batch as a whole is refused. The work runs with
+    the GIL released (except for small uncompressed bodies)."""

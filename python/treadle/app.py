@@ -10,6 +10,7 @@ from treadle.bus.redis import connect
 from treadle.services.accounts import Accounts
 from treadle.services.api_keys import ApiKeys
 from treadle.services.authz import Authorizer
+from treadle.services.edge_agents import EdgeAgents
 from treadle.services.idempotency import Idempotency
 from treadle.services.invitations import Invitations
 from treadle.services.job_batches import JobBatches
@@ -20,6 +21,7 @@ from treadle.services.passwords import Passwords
 from treadle.services.ratelimits import RateLimits
 from treadle.services.sessions import Sessions, bearer_token
 from treadle.services.teams import Teams
+from treadle.services.telemetry import Telemetry
 from treadle.services.workflow_definitions import WorkflowDefinitions
 from treadle.services.workflow_runs import WorkflowRuns, WorkflowTimers
 from treadle.settings import Settings
@@ -58,6 +60,8 @@ class App:
         self.events = Events(settings, self.db, self.redis)
         self.jobs = Jobs(settings, self.db)
         self.job_batches = JobBatches(self.jobs)
+        self.edge_agents = EdgeAgents(self.db, self.api_keys, self.sessions.hash_key)
+        self.telemetry = Telemetry(settings, self.db)
         self.workflow_definitions = WorkflowDefinitions(settings, self.db)
         self.workflow_runs = WorkflowRuns(settings, self.db, self.jobs)
         self.workflow_timers = WorkflowTimers(self.workflow_runs, settings.workflow_timer_seconds)

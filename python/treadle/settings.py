@@ -97,6 +97,14 @@ class Settings:
     # results may take (the node fails with output_too_large past it), as JSON bytes.
     workflow_max_input_bytes: int = 256 * 1024
     workflow_max_output_bytes: int = 8 * 1024 * 1024
+    # Telemetry events: attributes per event, the bytes of an attribute's key and of a
+    # string value, and how old or how far ahead of the server's clock a timestamp may be.
+    # Batch sizes are each organization's policy (settings "telemetry").
+    telemetry_max_attributes: int = 64
+    telemetry_max_key_bytes: int = 128
+    telemetry_max_value_bytes: int = 4096
+    telemetry_max_age_seconds: int = 7 * 86400
+    telemetry_max_future_seconds: int = 300
     # How often each process looks for delay nodes whose time has come.
     workflow_timer_seconds: float = 0.5
     job_reap_seconds: float = 1.0
@@ -156,6 +164,11 @@ class Settings:
             "workflow_max_map_items",
             "workflow_max_input_bytes",
             "workflow_max_output_bytes",
+            "telemetry_max_attributes",
+            "telemetry_max_key_bytes",
+            "telemetry_max_value_bytes",
+            "telemetry_max_age_seconds",
+            "telemetry_max_future_seconds",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")

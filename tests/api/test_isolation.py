@@ -15,7 +15,10 @@ from tests.support.api import add_member, bearer, create_org, envelope, signup
 from tests.support.servers import Server
 from treadle.api import jobs, routes, scopes
 
-SCOPED = [r for r in routes() if r.scope is not None]
+# Routes for edge agents act in the agent's own organization: there is no other to name.
+SCOPED = [
+    r for r in routes() if r.scope is not None and r.scope is not scopes.edge_agent_organization
+]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,18 @@ def tenants(granian_server: Server) -> dict:
                 headers={**bearer(victim), "Idempotency-Key": "isolation-run"},
             )
         )["data"]
+        enrollment = envelope(
+            client.post(
+                "/v1/edge-agents/enrollments",
+                json={"organization_id": org_b["id"]},
+                headers=bearer(victim),
+            )
+        )["data"]
+        agent = envelope(
+            client.post("/v1/edge-agents/enroll", json={"token": enrollment["token"]})
+        )["data"]
     return {
+        "agent_b": agent["agent"]["id"],
         "definition_b": definition["id"],
         "run_b": run["id"],
         "job_b": job["id"],
@@ -112,6 +126,7 @@ def _path(template: str, route_scope, t: dict) -> str:
         jobs.worker_job: t["job_b"],
         scopes.workflow_definition: t["definition_b"],
         scopes.workflow_run: t["run_b"],
+        scopes.edge_agent: t["agent_b"],
     }
     path = template.replace("{user_id}", t["user_b"])
     if "{id}" in path:
@@ -143,7 +158,9 @@ def _body(route, t: dict) -> dict | None:
         "JobBatch": {"organization_id": org_b, "jobs": [{"type": "default"}]},
         "NewRun": {"organization_id": org_b, "definition_id": t.get("definition_b", org_b)},
         "Signal": {"name": "stolen"},
-        "Decision": {"node": "gate", "decision": "approve"},
+        "ApprovalDecision": {"node": "gate", "decision": "approve"},
+        "AgentRotate": {},
+        "NewEnrollment": {"organization_id": org_b},
         "RunFilter": {"organization_id": org_b},
         "NewDefinition": {
             "organization_id": org_b,
@@ -199,6 +216,7 @@ def test_unknown_ids_are_the_same_404(route, granian_server: Server, tenants: di
         "invitation_b": ghost,
         "key_b": ghost,
         "job_b": ghost,
+        "agent_b": ghost,
     }
     in_query = (scopes.organization_in_query, scopes.caller_organization)
     params = {"organization_id": ghost} if route.scope in in_query else {}
@@ -229,4 +247,5 @@ def test_every_scoped_route_is_covered() -> None:
         jobs.worker_job,
         scopes.workflow_definition,
         scopes.workflow_run,
+        scopes.edge_agent,
     }

@@ -106,7 +106,7 @@ def test_settings_round_trip_and_validation(client: httpx.Client) -> None:
     assert envelope(client.get(path, headers=bearer(owner)))["data"] == {
         "branding": {"display_name": None, "logo_url": None, "primary_color": None},
         "rate_limit_policies": [],
-        "retention": {"audit_log_days": 365, "authz_denial_days": 90},
+        "retention": {"audit_log_days": 365, "authz_denial_days": 90, "telemetry_days": 30},
         "job_types": [
             {
                 "name": "default",
@@ -117,6 +117,13 @@ def test_settings_round_trip_and_validation(client: httpx.Client) -> None:
                 "lease_seconds": 60,
             }
         ],
+        "telemetry": {
+            "sampling_rate": 1.0,
+            "max_batch_events": 1000,
+            "max_batch_bytes": 1048576,
+            "allowed_types": [],
+            "flush_interval_seconds": 10,
+        },
     }
     new = {"branding": {"display_name": "Acme", "primary_color": "#112233"}}
     put = client.put(path, json=new, headers=bearer(owner))
@@ -264,7 +271,11 @@ def test_retention_deletes_audit_rows_older_than_the_setting(
         json={"retention": {"audit_log_days": 7}},
         headers=bearer(owner),
     )
-    assert envelope(put)["data"]["retention"] == {"audit_log_days": 7, "authz_denial_days": 90}
+    assert envelope(put)["data"]["retention"] == {
+        "audit_log_days": 7,
+        "authz_denial_days": 90,
+        "telemetry_days": 30,
+    }
     with psycopg.connect(server.env["TREADLE_DATABASE_URL"], autocommit=True) as conn:
         # Age the organization's first row past the retention; keep the settings change fresh.
         conn.execute(

@@ -1,6 +1,7 @@
 //! treadle's hot paths in plain Rust: authorization, API keys, rate limiting, route
-//! matching, HS256 JWTs, keyed hashing and random tokens, idempotency fingerprints and
-//! live-event fan-out, with no Python in sight.
+//! matching, HS256 JWTs, keyed hashing and random tokens, idempotency fingerprints,
+//! live-event fan-out and telemetry batch ingest ([`ingest`]: decompressed within a
+//! limit, checked event by event, written as binary COPY rows), with no Python in sight.
 //!
 //! The `treadle-py` crate wraps these functions for Python as `treadle._core`; this
 //! crate never depends on PyO3.
@@ -85,6 +86,7 @@ pub mod error;
 pub mod fanout;
 mod hex;
 pub mod idempotency;
+pub mod ingest;
 pub mod jwt;
 pub mod keys;
 pub mod ratelimit;

@@ -11,6 +11,7 @@ mod errors;
 mod fanout;
 mod gil;
 mod idempotency;
+mod ingest;
 mod jwt;
 mod key_cache;
 mod keys;
@@ -44,5 +45,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(idempotency::canonical_json, m)?)?;
     m.add_class::<fanout::Hub>()?;
     m.add_class::<fanout::Subscription>()?;
+    ingest::register(m)?;
     Ok(())
 }

@@ -13,6 +13,7 @@ def routes() -> list[Route]:
         audit,
         auth,
         authz,
+        edge_agents,
         events,
         invitations,
         job_batches,
@@ -21,6 +22,7 @@ def routes() -> list[Route]:
         meta,
         organizations,
         teams,
+        telemetry,
         usage,
         workflow_definitions,
         workflow_runs,
@@ -43,5 +45,7 @@ def routes() -> list[Route]:
         *workflow_definitions.ROUTES,
         *workflow_runs.ROUTES,
         *approvals.ROUTES,
+        *edge_agents.ROUTES,
+        *telemetry.ROUTES,
         *events.ROUTES,
     ]

@@ -76,6 +76,23 @@ class Retention(msgspec.Struct, forbid_unknown_fields=True):
 
     audit_log_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
     authz_denial_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 90
+    # Telemetry events are kept by whole days of arrival.
+    telemetry_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
+
+
+EventType = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}(?!\n)$")]
+
+
+class TelemetryPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    """What the organization's edge agents are told (``GET /v1/edge-agents/policy``) and
+    held to when they ingest: batch sizes (413 past them) and event types (others are
+    rejected one by one; none listed: any)."""
+
+    sampling_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    max_batch_events: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    max_batch_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 1_048_576
+    allowed_types: Annotated[list[EventType], msgspec.Meta(max_length=500)] = []
+    flush_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 10
 
 
 class JobType(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,6 +115,7 @@ class OrgSettings(msgspec.Struct, forbid_unknown_fields=True):
     job_types: Annotated[list[JobType], msgspec.Meta(min_length=1, max_length=200)] = msgspec.field(
         default_factory=lambda: [JobType(name="default")]
     )
+    telemetry: TelemetryPolicy = msgspec.field(default_factory=TelemetryPolicy)
 
 
 class Organization(msgspec.Struct):

@@ -12,8 +12,10 @@ from uuid import UUID
 
 from treadle.api.common import path_id
 from treadle.services.authz import Scope
+from treadle.services.edge_agents import agent_of
 from treadle.store import acl as acl_store
 from treadle.store import api_keys as key_store
+from treadle.store import edge_agents as agent_store
 from treadle.store import invitations as invitation_store
 from treadle.store import jobs as job_store
 from treadle.store import teams as team_store
@@ -109,6 +111,20 @@ async def workflow_definition(req: Request) -> Scope:
 async def workflow_run(req: Request) -> Scope:
     org_id, run_id = await _owned(req, run_store.get, "workflow run")
     return Scope(org_id, "workflow_run", str(run_id))
+
+
+async def edge_agent(req: Request) -> Scope:
+    org_id, agent_id = await _owned(req, agent_store.get, "edge agent")
+    return Scope(org_id, "edge_agent", str(agent_id))
+
+
+async def edge_agent_organization(req: Request) -> Scope:
+    """The organization of the calling edge agent's credential (routes for agents only:
+    ingest, policy); 403 for any other caller, who has no organization to name here."""
+    agent_of(req.principal)
+    org_id = req.principal.organization_id
+    assert org_id is not None
+    return Scope(org_id, "organization", str(org_id))
 
 
 async def caller_organization(req: Request) -> Scope:

@@ -71,7 +71,7 @@ class RunFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 Comment = Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^[^\x00-\x09\x0b-\x1f\x7f]*$")]
 
 
-class Decision(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class ApprovalDecision(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A decision on one of the run's approval gates, named by its node."""
 
     node: NodeId
@@ -191,7 +191,7 @@ async def signal(req: Request) -> Any:
 
 
 async def approve(req: Request) -> Any:
-    body: Decision = req.data
+    body: ApprovalDecision = req.data
     return await req.app.workflow_runs.approve(
         actor(req), path_id(req), body.node, body.decision, body.comment
     )
@@ -317,7 +317,7 @@ ROUTES = [
         approve,
         "Approve or reject one of the run's open approval gates (signed-in approvers only;"
         " 409 when the gate is not open or you have decided it)",
-        body=Decision,
+        body=ApprovalDecision,
         permission="approvals.decide",
     ),
     _run_route(

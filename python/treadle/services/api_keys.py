@@ -26,7 +26,7 @@ from treadle.services import audit
 from treadle.services.principal import Actor, Principal
 from treadle.store import api_keys as key_store
 from treadle.store import usage as usage_store
-from treadle.store.db import Database
+from treadle.store.db import Conn, Database
 from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.api_keys")
@@ -38,6 +38,8 @@ FLUSH_SECONDS = 1.0
 DEFAULT_GRACE_SECONDS = 24 * 3600
 # The usage metric of requests made with a key, recorded once per key and flush.
 API_REQUESTS = "api.requests"
+# What an edge agent's credential may do, and nothing else.
+EDGE_AGENT_SCOPES = ("telemetry.ingest", "edge_agents.policy")
 # Workers whose API key carries this scope claim jobs of every organization.
 ANY_ORGANIZATION = "jobs:work:any"
 
@@ -248,6 +250,33 @@ class ApiKeys(Background):
             )
         return {**public_key(row), "key": raw}
 
+    async def issue_for_agent(
+        self, conn: Conn, org_id: UUID, agent_id: UUID, name: str, created_by: UUID
+    ) -> Row:
+        """An edge agent's credential, in the caller's transaction: a key of the
+        organization that may only ingest telemetry and read its policy, naming the agent."""
+        raw, prefix = _core.api_key_generate("live")
+        key_id = uuid.uuid4()
+        await key_store.insert(
+            conn,
+            {
+                "id": key_id,
+                "organization_id": org_id,
+                "name": f"edge agent: {name}",
+                "environment": "live",
+                "display_prefix": prefix,
+                "scopes": list(EDGE_AGENT_SCOPES),
+                "expires_at": None,
+                "rate_limit_policy": None,
+                "created_by": created_by,
+                "edge_agent_id": agent_id,
+            },
+        )
+        await key_store.add_secret(conn, self.hash(raw), key_id)
+        row = await key_store.get(conn, key_id)
+        assert row is not None
+        return {**public_key(row), "key": raw}
+
     async def get(self, key_id: UUID) -> Row:
         async with self.db.connection() as conn:
             row = await key_store.get(conn, key_id)
@@ -268,6 +297,11 @@ class ApiKeys(Background):
                 raise ApiError.not_found(f"no API key with id {key_id}")
             if before["revoked_at"] is not None:
                 raise ApiError.conflict("this API key is revoked; create a new one")
+            if "scopes" in changes and before["edge_agent_id"] is not None:
+                raise ApiError.conflict(
+                    "an edge agent's credential may only ingest and read its policy;"
+                    " its scopes do not change"
+                )
             if "scopes" in changes:
                 grantable(actor, changes["scopes"])
             elif action == "enable":

@@ -32,6 +32,7 @@ _READ = [
     "jobs.read",
     "events.read",
     "workflows.read",
+    "telemetry.read",
 ]
 _MEMBER = [*_READ, "jobs.submit", "jobs.manage", "workflows.run", "approvals.decide"]
 _ADMIN = [
@@ -52,6 +53,7 @@ _ADMIN = [
     "denials.read",
     "authz.check_others",
     "api_keys.manage",
+    "edge_agents.manage",
 ]
 ORG_ROLES: dict[str, list[str]] = {
     "viewer": _READ,

@@ -13,17 +13,17 @@ Row = dict[str, Any]
 KEY = (
     "k.id, k.organization_id, k.name, k.environment, k.display_prefix, k.scopes, k.expires_at,"
     " k.rate_limit_policy, k.created_by, k.created_at, k.updated_at, k.disabled_at,"
-    " k.revoked_at, k.last_used_at"
+    " k.revoked_at, k.last_used_at, k.edge_agent_id"
 )
 
 
 async def insert(conn: Conn, key: Row) -> None:
     await conn.execute(
         "INSERT INTO api_keys (id, organization_id, name, environment, display_prefix, scopes,"
-        " expires_at, rate_limit_policy, created_by) VALUES (%(id)s, %(organization_id)s,"
-        " %(name)s, %(environment)s, %(display_prefix)s, %(scopes)s, %(expires_at)s,"
-        " %(rate_limit_policy)s, %(created_by)s)",
-        key,
+        " expires_at, rate_limit_policy, created_by, edge_agent_id) VALUES (%(id)s,"
+        " %(organization_id)s, %(name)s, %(environment)s, %(display_prefix)s, %(scopes)s,"
+        " %(expires_at)s, %(rate_limit_policy)s, %(created_by)s, %(edge_agent_id)s)",
+        {"edge_agent_id": None, **key},
     )
 
 

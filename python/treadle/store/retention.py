@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from treadle.store import events, outbox
+from treadle.store import events, outbox, telemetry
 from treadle.store.db import Conn
 
 # Taken with pg_try_advisory_xact_lock so that one process sweeps at a time.
 SWEEP_LOCK = 0x7472_6564_0001
 
-DEFAULT_DAYS = {"audit_log_days": 365, "authz_denial_days": 90}
+DEFAULT_DAYS = {"audit_log_days": 365, "authz_denial_days": 90, "telemetry_days": 30}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,4 +52,8 @@ async def sweep(conn: Conn, keep: Keep) -> dict[str, int]:
     deleted["idempotency_keys"] = cur.rowcount
     deleted["event_outbox"] = await events.prune_relayed(conn, keep.event_outbox_hours)
     deleted["mail_outbox"] = await outbox.prune(conn, keep.mail_days)
+    # Whole day partitions of telemetry events, past each organization's telemetry_days.
+    deleted["telemetry_partitions"] = await telemetry.drop_expired(
+        conn, DEFAULT_DAYS["telemetry_days"]
+    )
     return deleted

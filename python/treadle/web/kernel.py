@@ -138,14 +138,16 @@ class Kernel:
             # With no principal, the admitter charges the client address instead.
             req.response_headers = await self.admit(req, route)
         replay = None
-        if route.body is not None:
+        if route.body is not None or route.raw_body is not None:
             settings = self.settings
             raw = await req.body(
                 settings.max_batch_body_bytes if route.batch else settings.max_body_bytes
             )
             if self.replay is not None and route.idempotent != "none":
                 replay = await self.replay(req, route, raw)
-            if replay is None:
+            if route.body is None:
+                req.data = raw  # a raw body, the handler's to read
+            elif replay is None:
                 req.data = decode(
                     raw,
                     route.body,

@@ -245,6 +245,11 @@ def _operation(
                 "application/toml": {"schema": schema},
             },
         }
+    if route.raw_body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": schema} for media, schema in route.raw_body.items()},
+        }
     if route.raw:
         ok = {"description": "OK", "content": {route.content_type: {}}}
     else:
@@ -289,9 +294,10 @@ def _error_statuses(route: Route) -> list[int]:
     if route.permission is not None:
         # Not allowed here; an organization the caller does not belong to does not exist.
         statuses |= {403, 404}
-    if route.body is not None or route.params:
+    bodied = route.body is not None or route.raw_body is not None
+    if bodied or route.params:
         statuses.add(400)
-    if route.body is not None:
+    if bodied:
         statuses |= {413, 415}
     if "{" in route.path:
         statuses.add(404)

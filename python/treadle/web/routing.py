@@ -65,6 +65,9 @@ class Route:
     # A batch body ``{"items": [...]}`` whose items the handler decodes one by one (each
     # refused on its own): the type each item should have, for the OpenAPI document.
     item: type | None = None
+    # A body the handler takes as bytes, undecoded (``req.data``): its media types and the
+    # schema of each, for the OpenAPI document. Idempotency still sees the bytes.
+    raw_body: dict[str, Any] | None = None
 
     @property
     def idempotent(self) -> Idempotency:

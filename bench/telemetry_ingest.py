@@ -1,0 +1,282 @@
+"""Telemetry ingest over HTTP against a raw binary COPY of the same rows into the same table.
+
+Per round, with ``--agents`` concurrent senders and ``--batches`` batches of ``--events``
+events each (8 attributes, RFC 3339 timestamps, all valid):
+
+- **HTTP**: ``--agents`` enrolled edge agents, one process each, post their batches to
+  ``POST /v1/telemetry/ingest`` (each with its own Idempotency-Key) as fast as answers come.
+- **raw COPY** (the baseline): the same number of threads, each with its own psycopg
+  connection, COPY the same rows (encoded once beforehand by ``treadle._core``, so the
+  baseline pays nothing for encoding) in binary into the organization's partition of the
+  day, one batch per transaction.
+
+The figure is HTTP events/s / raw COPY events/s. The bench checks in PostgreSQL that every
+batch landed once with all its events, and reports the server's peak RSS (VmHWM of its
+processes).
+
+    .venv/bin/python bench/telemetry_ingest.py [--agents 8] [--batches 40] [--events 1000]
+
+Storage as in ``http_compare.py`` (``--database-url`` / ``--redis-url``, else embedded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import noise
+import orjson
+import psycopg
+import runner
+import servers
+import tenants
+from psycopg import sql
+
+from treadle import _core
+
+COLUMNS = "organization_id, agent_id, batch_id, seq, event_id, type, ts, attributes, received_at"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = {"TREADLE_RATE_LIMIT_ANONYMOUS": "100000/60"}
+    with runner.unlimited_treadle("telemetry_ingest", args, env) as bench:
+        for r in range(1, args.rounds + 1):
+            run = _round(bench.app, bench.store, bench.token, args)
+            run["round"] = r
+            bench.report["runs"].append(run)
+            print(
+                f"  round {r}/{args.rounds}: HTTP {run['http_per_s']:,.0f} events/s,"
+                f" raw COPY {run['copy_per_s']:,.0f} events/s, ratio {run['ratio']:.2f};"
+                f" every batch once: {'yes' if run['exactly_once'] else 'NO'};"
+                f" server peak RSS {run['rss_mib']:.0f} MiB",
+                flush=True,
+            )
+        bench.report["table"] = table(bench.report["runs"], args)
+        print("\n" + bench.report["table"])
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--agents", type=int, default=8, help="concurrent agents (and COPY threads)")
+    p.add_argument("--batches", type=int, default=40, help="batches per agent per round")
+    p.add_argument("--events", type=int, default=1000, help="events per batch")
+    return runner.add_common_args(p)
+
+
+def batch_body(n: int, seed: int) -> bytes:
+    now = datetime.now(UTC).isoformat()
+    return orjson.dumps(
+        [
+            {
+                "type": ("cpu.sample", "mem.sample", "net.sample")[i % 3],
+                "timestamp": now,
+                "id": f"e-{seed}-{i}",
+                "attributes": {
+                    "host": f"edge-{seed % 64}",
+                    "region": "eu-west-1",
+                    "core": i % 8,
+                    "value": i * 0.25,
+                    "ok": i % 7 != 0,
+                    "unit": "percent",
+                    "sensor": f"s-{i % 32}",
+                    "firmware": "4.2.1",
+                },
+            }
+            for i in range(n)
+        ]
+    )
+
+
+def _round(
+    app: servers.Target, store: servers.Storage, token: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    meter = noise.Meter(lambda: [app.proc.pid] if app.proc else [])
+    org = tenants.organization(app, token, [])
+    user = {"authorization": f"Bearer {token}"}
+    policy = {"telemetry": {"max_batch_events": 10_000, "max_batch_bytes": 16 * 1024 * 1024}}
+    status, answer = _put(f"{app.url}/v1/organizations/{org.id}/settings", policy, user)
+    if status != 200:
+        raise RuntimeError(f"PUT settings answered {status}: {answer}")
+    keys, agent_ids = [], []
+    for _ in range(args.agents):
+        status, made = servers._request(
+            app.url + "/v1/edge-agents/enrollments", {"organization_id": org.id}, user
+        )
+        status, enrolled = servers._request(
+            app.url + "/v1/edge-agents/enroll", {"token": made["data"]["token"]}
+        )
+        if status != 201:
+            raise RuntimeError(f"POST /v1/edge-agents/enroll answered {status}: {enrolled}")
+        keys.append(enrolled["data"]["credential"]["key"])
+        agent_ids.append(enrolled["data"]["agent"]["id"])
+    bodies = [batch_body(args.events, seed) for seed in range(args.batches)]
+
+    noise.wait_quiet(meter, args.quiet, args.quiet_wait)
+    results = runner.in_processes(agent, [(app.url, key, bodies) for key in keys])
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    sent = sum(r["events"] for r in results)
+    errors = sum(r["errors"] for r in results)
+    rss = peak_rss(app.proc.pid) if app.proc else 0
+
+    noise.wait_quiet(meter, args.quiet, args.quiet_wait)
+    copy_wall = raw_copy(store.database_url, org.id, agent_ids, bodies, args)
+    copied = args.agents * args.batches * args.events
+    return {
+        "http_per_s": sent / wall,
+        "copy_per_s": copied / copy_wall,
+        "ratio": (sent / wall) / (copied / copy_wall),
+        "errors": errors,
+        "exactly_once": errors == 0 and landed(store.database_url, agent_ids, args),
+        "rss_mib": rss / 1024,
+    }
+
+
+def _put(url: str, body: object, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    import urllib.request
+
+    req = urllib.request.Request(url, data=orjson.dumps(body), headers=headers, method="PUT")
+    req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, orjson.loads(resp.read())
+
+
+def agent(url: str, key: str, bodies: list[bytes], ready: Any, results: Any) -> None:
+    errors = events = 0
+    with tenants.Client(url, key) as client:
+        client.get("/v1/edge-agents/policy")
+        ready.wait(timeout=60)
+        start = time.monotonic()
+        for body in bodies:
+            status, answer = client.post(
+                "/v1/telemetry/ingest", body, {"idempotency-key": str(uuid.uuid4())}
+            )
+            if status != 201 or answer["data"]["rejected"]:
+                errors += 1
+            else:
+                events += answer["data"]["accepted"]
+        end = time.monotonic()
+    results.put({"start": start, "end": end, "errors": errors, "events": events})
+
+
+def raw_copy(
+    database_url: str, org_id: str, agent_ids: list[str], bodies: list[bytes], args: Any
+) -> float:
+    """Seconds for ``--agents`` threads to COPY every batch's rows into the same partition
+    the server writes (made by the HTTP half), each batch in its own transaction."""
+    org = uuid.UUID(org_id)
+    day = datetime.now(UTC).date()
+    target = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(f"telemetry_events_{org.hex}_{day:%Y%m%d}"), sql.SQL(COLUMNS)
+    )
+    received = int(time.time() * 1_000_000)
+    encoded = [
+        [
+            _core.parse_telemetry(
+                body,
+                ndjson=False,
+                encoding="identity",
+                max_bytes=64 * 1024 * 1024,
+                max_events=100_000,
+                max_attributes=64,
+                max_key_bytes=128,
+                max_value_bytes=4096,
+                allowed_types=None,
+                organization_id=org.bytes,
+                agent_id=uuid.UUID(agent_id).bytes,
+                batch_id=uuid.uuid4().bytes,
+                received_at_us=received,
+                max_age_seconds=86400,
+                max_future_seconds=300,
+            )[2]
+            for body in bodies
+        ]
+        for agent_id in agent_ids
+    ]
+    barrier = threading.Barrier(len(encoded) + 1)
+    ends: list[float] = []
+
+    def copier(datas: list[bytes]) -> None:
+        with psycopg.connect(database_url) as conn:
+            barrier.wait()
+            for data in datas:
+                with conn.transaction(), conn.cursor() as cur, cur.copy(target) as copy:
+                    copy.write(data)
+        ends.append(time.monotonic())
+
+    threads = [threading.Thread(target=copier, args=(datas,)) for datas in encoded]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.monotonic()
+    for t in threads:
+        t.join()
+    return max(ends) - start
+
+
+def landed(database_url: str, agent_ids: list[str], args: Any) -> bool:
+    with psycopg.connect(database_url) as conn:
+        (batches, accepted) = conn.execute(
+            "SELECT count(*), coalesce(sum(accepted), 0) FROM telemetry_batches"
+            " WHERE agent_id = ANY(%s::uuid[])",
+            (agent_ids,),
+        ).fetchone()
+        (events,) = conn.execute(
+            "SELECT count(*) FROM telemetry_events WHERE agent_id = ANY(%s::uuid[])"
+            " AND batch_id IN (SELECT id FROM telemetry_batches)",
+            (agent_ids,),
+        ).fetchone()
+    want = args.agents * args.batches
+    return bool(batches == want and accepted == want * args.events and events == accepted)
+
+
+def peak_rss(pid: int) -> int:
+    """The largest VmHWM (KiB) among the server's process and its descendants."""
+    peak = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]))
+        stack.extend(int(c) for c in children)
+    return peak
+
+
+def table(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    def med(key: str) -> float:
+        return float(statistics.median(r[key] for r in runs))
+
+    def each(key: str, fmt: str = ",.0f") -> str:
+        return ", ".join(f"{r[key]:{fmt}}" for r in runs)
+
+    ok = "yes" if all(r["exactly_once"] for r in runs) else "NO"
+    return "\n".join(
+        [
+            "| figure | median | rounds |",
+            "| --- | ---: | --- |",
+            f"| HTTP ingest, {args.agents} agents, {args.events}-event batches, events/s"
+            f" (every batch once: {ok}) | **{med('http_per_s'):,.0f}** | {each('http_per_s')} |",
+            f"| raw binary COPY of the same rows, {args.agents} connections, events/s"
+            f" | {med('copy_per_s'):,.0f} | {each('copy_per_s')} |",
+            f"| HTTP / raw COPY | **{med('ratio'):.2f}** | {each('ratio', '.2f')} |",
+            f"| server peak RSS, MiB | {max(r['rss_mib'] for r in runs):,.0f}"
+            f" | {each('rss_mib')} |",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
