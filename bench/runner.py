@@ -56,6 +56,24 @@ def in_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> li
     return reports
 
 
+def rounds(
+    bench: Bench,
+    args: argparse.Namespace,
+    one: Callable[[servers.Target, servers.Storage, str, argparse.Namespace], dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+    table: Callable[[list[dict[str, Any]], argparse.Namespace], str],
+) -> None:
+    """``args.rounds`` rounds of ``one``, each printed with ``line`` as it ends and kept in
+    the report; then the report's markdown ``table``, printed too."""
+    for r in range(1, args.rounds + 1):
+        run = one(bench.app, bench.store, bench.token, args)
+        run["round"] = r
+        bench.report["runs"].append(run)
+        print(f"  round {r}/{args.rounds}: {line(run)}", flush=True)
+    bench.report["table"] = table(bench.report["runs"], args)
+    print("\n" + bench.report["table"])
+
+
 def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags every bench run in this frame takes: rounds, server workers, storage, and
     how long to wait for a quiet machine before each measurement."""

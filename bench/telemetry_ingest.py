@@ -47,20 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = {"TREADLE_RATE_LIMIT_ANONYMOUS": "100000/60"}
     with runner.unlimited_treadle("telemetry_ingest", args, env) as bench:
-        for r in range(1, args.rounds + 1):
-            run = _round(bench.app, bench.store, bench.token, args)
-            run["round"] = r
-            bench.report["runs"].append(run)
-            print(
-                f"  round {r}/{args.rounds}: HTTP {run['http_per_s']:,.0f} events/s,"
-                f" raw COPY {run['copy_per_s']:,.0f} events/s, ratio {run['ratio']:.2f};"
-                f" every batch once: {'yes' if run['exactly_once'] else 'NO'};"
-                f" server peak RSS {run['rss_mib']:.0f} MiB",
-                flush=True,
-            )
-        bench.report["table"] = table(bench.report["runs"], args)
-        print("\n" + bench.report["table"])
+        runner.rounds(bench, args, _round, _line, table)
     return 0
+
+
+def _line(run: dict[str, Any]) -> str:
+    return (
+        f"HTTP {run['http_per_s']:,.0f} events/s,"
+        f" raw COPY {run['copy_per_s']:,.0f} events/s, ratio {run['ratio']:.2f};"
+        f" every batch once: {'yes' if run['exactly_once'] else 'NO'};"
+        f" server peak RSS {run['rss_mib']:.0f} MiB"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -43,19 +43,16 @@ WORKER_SCOPES = ["jobs:work"]
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with runner.unlimited_treadle("workflow_map", args) as bench:
-        for r in range(1, args.rounds + 1):
-            run = _round(bench.app, bench.store, bench.token, args)
-            run["round"] = r
-            bench.report["runs"].append(run)
-            print(
-                f"  round {r}/{args.rounds}: map {run['map_s'] * 1000:,.0f} ms,"
-                f" batch {run['batch_s'] * 1000:,.0f} ms, ratio {run['ratio']:.2f};"
-                f" each item once, all joined: {'yes' if run['exactly_once'] else 'NO'}",
-                flush=True,
-            )
-        bench.report["table"] = table(bench.report["runs"], args)
-        print("\n" + bench.report["table"])
+        runner.rounds(bench, args, _round, _line, table)
     return 0
+
+
+def _line(run: dict[str, Any]) -> str:
+    return (
+        f"map {run['map_s'] * 1000:,.0f} ms,"
+        f" batch {run['batch_s'] * 1000:,.0f} ms, ratio {run['ratio']:.2f};"
+        f" each item once, all joined: {'yes' if run['exactly_once'] else 'NO'}"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

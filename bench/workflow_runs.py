@@ -61,22 +61,19 @@ RESULT = {"data": "d", "model": "m"}
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with runner.unlimited_treadle("workflow_runs", args) as bench:
-        for r in range(1, args.rounds + 1):
-            run = _round(bench.app, bench.store, bench.token, args)
-            run["round"] = r
-            bench.report["runs"].append(run)
-            print(
-                f"  round {r}/{args.rounds}: {run['runs_per_s']:,.0f} runs/s"
-                f" ({run['runs']} runs, created at {run['create_per_s']:,.0f}/s),"
-                f" every node once: {'yes' if run['exactly_once'] else 'NO'};"
-                f" dispatch p50 {run['fresh_p50_ms']:.1f} ms p99 {run['fresh_p99_ms']:.1f} ms"
-                f" before the runs, p50 {run['dispatch_p50_ms']:.1f} ms"
-                f" p99 {run['dispatch_p99_ms']:.1f} ms after them",
-                flush=True,
-            )
-        bench.report["table"] = table(bench.report["runs"], args)
-        print("\n" + bench.report["table"])
+        runner.rounds(bench, args, _round, _line, table)
     return 0
+
+
+def _line(run: dict[str, Any]) -> str:
+    return (
+        f"{run['runs_per_s']:,.0f} runs/s"
+        f" ({run['runs']} runs, created at {run['create_per_s']:,.0f}/s),"
+        f" every node once: {'yes' if run['exactly_once'] else 'NO'};"
+        f" dispatch p50 {run['fresh_p50_ms']:.1f} ms p99 {run['fresh_p99_ms']:.1f} ms"
+        f" before the runs, p50 {run['dispatch_p50_ms']:.1f} ms"
+        f" p99 {run['dispatch_p99_ms']:.1f} ms after them"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

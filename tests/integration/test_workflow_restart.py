@@ -90,27 +90,12 @@ def test_runs_killed_mid_delay_and_mid_job_finish_after_restart_each_node_once(
     try:
         with second.client() as client:
             _complete(client, org["work"], a_jobs[2])  # the lease outlived the process
-            deadline = time.monotonic() + 20
-            finished: dict[str, dict[str, Any]] = {}
-            while len(finished) < len(runs) and time.monotonic() < deadline:
-                for job in claim(client, org["work"], limit=10):
-                    _complete(client, org["work"], job)
-                for run_id in runs:
-                    run = _run(client, org, run_id)
-                    if run["status"] != "running":
-                        finished[run_id] = run
-                time.sleep(0.2)
+        finished = _finish_all(second, org, runs)
     finally:
         second.stop()
     assert {r["status"] for r in finished.values()} == {"succeeded"}, finished
     assert len(finished) == 3
-    with psycopg.connect(storage["TREADLE_DATABASE_URL"]) as conn:
-        per_node = conn.execute(
-            "SELECT workflow_run_id, workflow_node, count(*), bool_and(status = 'succeeded')"
-            " FROM jobs WHERE workflow_run_id = ANY(%s::uuid[]) GROUP BY 1, 2",
-            (runs,),
-        ).fetchall()
-    assert sorted((str(r), n, c, ok) for r, n, c, ok in per_node) == sorted(
+    assert _jobs_per_node(storage["TREADLE_DATABASE_URL"], runs) == sorted(
         (run_id, node, 1, True) for run_id in runs for node in ("a", "b")
     )
 

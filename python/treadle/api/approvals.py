@@ -9,10 +9,16 @@ from uuid import UUID
 import msgspec
 
 from treadle.api import scopes
-from treadle.api.common import TIME_CURSOR_PARAMS, limit_of, time_cursor, time_cursor_of
+from treadle.api.common import (
+    TIME_CURSOR_PARAMS,
+    limit_of,
+    statuses_param,
+    time_cursor,
+    time_cursor_of,
+    uuid_param,
+)
 from treadle.store import workflow_approvals as approval_store
 from treadle.web.envelope import CursorPage
-from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
@@ -50,24 +56,13 @@ class Approval(msgspec.Struct):
 
 async def list_approvals(req: Request) -> Any:
     limit = limit_of(req)
-    raw = req.query_value("status")
-    statuses = raw.split(",") if raw else None
-    if statuses and not set(statuses) <= set(approval_store.STATUSES):
-        raise ApiError.validation(
-            f"status must be among {', '.join(approval_store.STATUSES)}", "query.status"
-        )
-    run = req.query_value("run_id")
-    try:
-        run_id = UUID(run) if run else None
-    except ValueError:
-        raise ApiError.validation("run_id must be a UUID", "query.run_id") from None
     rows = await req.app.workflow_runs.approvals(
         req.principal,
         req.scope.organization_id,
         limit,
         before=time_cursor(req),
-        statuses=statuses,
-        run_id=run_id,
+        statuses=statuses_param(req, approval_store.STATUSES),
+        run_id=uuid_param(req, "run_id"),
     )
     last = rows[-1] if len(rows) == limit else None
     return CursorPage(rows, limit, time_cursor_of(last) if last else None)

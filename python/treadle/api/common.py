@@ -148,6 +148,29 @@ def limit_of(req: Request) -> int:
     return int_param(req, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
 
 
+def statuses_param(req: Request, known: tuple[str, ...]) -> list[str] | None:
+    """``?status=a,b``: the statuses asked for, each one of ``known``; None when absent."""
+    raw = req.query_value("status")
+    if not raw:
+        return None
+    wanted = raw.split(",")
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        raise ApiError.validation(
+            f"unknown status {unknown[0]!r}; use one or more of {', '.join(known)}",
+            "query.status",
+        )
+    return wanted
+
+
+def uuid_param(req: Request, name: str) -> UUID | None:
+    raw = req.query_value(name)
+    try:
+        return UUID(raw) if raw else None
+    except ValueError:
+        raise ApiError.validation(f"{name} must be a UUID", f"query.{name}") from None
+
+
 def page_of(req: Request) -> tuple[int, int]:
     """limit and offset for lists that have no sorting choices."""
     return limit_of(req), int_param(req, "offset", 0, 0, MAX_OFFSET)

@@ -18,6 +18,7 @@ from treadle.api.common import (
     actor,
     limit_of,
     path_id,
+    statuses_param,
     time_cursor,
     time_cursor_of,
     time_param,
@@ -26,7 +27,6 @@ from treadle.services.api_keys import ANY_ORGANIZATION
 from treadle.services.authz import Scope
 from treadle.store.jobs import STATUSES
 from treadle.web.envelope import CursorPage
-from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
@@ -188,7 +188,7 @@ async def submit(req: Request) -> Any:
 
 async def list_jobs(req: Request) -> Any:
     limit = limit_of(req)
-    statuses = _statuses(req.query_value("status"))
+    statuses = statuses_param(req, STATUSES)
     rows = await req.app.jobs.in_org(
         req.scope.organization_id,
         limit,
@@ -200,19 +200,6 @@ async def list_jobs(req: Request) -> Any:
     )
     last = rows[-1] if len(rows) == limit else None
     return CursorPage(rows, limit, time_cursor_of(last) if last else None)
-
-
-def _statuses(raw: str | None) -> list[str] | None:
-    if not raw:
-        return None
-    wanted = raw.split(",")
-    unknown = [s for s in wanted if s not in STATUSES]
-    if unknown:
-        raise ApiError.validation(
-            f"unknown status {unknown[0]!r}; use one or more of {', '.join(STATUSES)}",
-            "query.status",
-        )
-    return wanted
 
 
 async def get(req: Request) -> Any:

@@ -19,6 +19,7 @@ from treadle.api.common import (
     time_cursor,
     time_cursor_of,
     time_param,
+    uuid_param,
 )
 from treadle.web.envelope import CursorPage
 from treadle.web.errors import ApiError
@@ -110,7 +111,7 @@ async def list_events(req: Request) -> Any:
         req.scope.organization_id,
         limit,
         before=_event_cursor(req),
-        agent_id=_uuid_param(req, "agent_id"),
+        agent_id=uuid_param(req, "agent_id"),
         types=raw_types.split(",") if raw_types else None,
         since=time_param(req, "since"),
         until=time_param(req, "until"),
@@ -125,7 +126,7 @@ async def list_batches(req: Request) -> Any:
         req.scope.organization_id,
         limit,
         before=time_cursor(req),
-        agent_id=_uuid_param(req, "agent_id"),
+        agent_id=uuid_param(req, "agent_id"),
     )
     last = rows[-1] if len(rows) == limit else None
     return CursorPage(rows, limit, time_cursor_of(last) if last else None)
@@ -133,14 +134,6 @@ async def list_batches(req: Request) -> Any:
 
 async def status(req: Request) -> Any:
     return await req.app.telemetry.status(req.scope.organization_id)
-
-
-def _uuid_param(req: Request, name: str) -> UUID | None:
-    raw = req.query_value(name)
-    try:
-        return UUID(raw) if raw else None
-    except ValueError:
-        raise ApiError.validation(f"{name} must be a UUID", f"query.{name}") from None
 
 
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -16,15 +16,16 @@ from treadle.api.common import (
     actor,
     limit_of,
     path_id,
+    statuses_param,
     time_cursor,
     time_cursor_of,
     time_param,
+    uuid_param,
 )
 from treadle.api.jobs import Labels
 from treadle.api.workflow_definitions import NodeId
 from treadle.store import workflow_runs as run_store
 from treadle.web.envelope import CursorPage
-from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
@@ -153,23 +154,12 @@ async def create(req: Request) -> Any:
 
 async def list_runs(req: Request) -> Any:
     limit = limit_of(req)
-    raw = req.query_value("status")
-    statuses = raw.split(",") if raw else None
-    if statuses and not set(statuses) <= set(run_store.STATUSES):
-        raise ApiError.validation(
-            f"status must be among {', '.join(run_store.STATUSES)}", "query.status"
-        )
-    definition = req.query_value("definition_id")
-    try:
-        definition_id = UUID(definition) if definition else None
-    except ValueError:
-        raise ApiError.validation("definition_id must be a UUID", "query.definition_id") from None
     rows = await req.app.workflow_runs.in_org(
         req.scope.organization_id,
         limit,
         before=time_cursor(req),
-        statuses=statuses,
-        definition_id=definition_id,
+        statuses=statuses_param(req, run_store.STATUSES),
+        definition_id=uuid_param(req, "definition_id"),
         created_after=time_param(req, "since"),
         created_before=time_param(req, "until"),
     )
