@@ -532,3 +532,19 @@ def parse_telemetry(
     timestamp may be at most ``max_age_seconds`` before it and ``max_future_seconds``
     after. Raises ``IngestError`` when the batch as a whole is refused. The work runs with
     the GIL released (except for small uncompressed bodies)."""
+
+# --- Standard Webhooks signatures ----------------------------------------------------------
+
+__all__ += ["webhook_secret", "webhook_sign", "webhook_verify"]
+
+def webhook_secret() -> str:
+    """A new endpoint secret, ``whsec_`` and base64 of 32 random bytes."""
+
+def webhook_sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header for ``body``: one ``v1,`` signature per secret (in
+    the order given: a rotation's overlap signs with both), separated by spaces. Raises
+    ``ValueError`` for a secret that is not ``whsec_`` and base64 of 24 to 64 bytes."""
+
+def webhook_verify(secret_: str, msg_id: str, timestamp: int, body: bytes, header: str) -> bool:
+    """Whether one of the ``v1`` signatures in ``header`` is ``secret_``'s for the message
+    (constant-time); the timestamp's age is the caller's to check."""

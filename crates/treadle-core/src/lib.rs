@@ -1,6 +1,6 @@
 //! treadle's hot paths in plain Rust: authorization, API keys, rate limiting, route
 //! matching, HS256 JWTs, keyed hashing and random tokens, idempotency fingerprints,
-//! live-event fan-out and telemetry batch ingest ([`ingest`]: decompressed within a
+//! live-event fan-out, Standard Webhooks signatures ([`webhooks`]) and telemetry batch ingest ([`ingest`]: decompressed within a
 //! limit, checked event by event, written as binary COPY rows), with no Python in sight.
 //!
 //! The `treadle-py` crate wraps these functions for Python as `treadle._core`; this
@@ -92,6 +92,7 @@ pub mod keys;
 pub mod ratelimit;
 pub mod router;
 mod token;
+pub mod webhooks;
 
 pub use ct::constant_time_eq;
 pub use error::{

@@ -17,6 +17,7 @@ mod key_cache;
 mod keys;
 mod ratelimit;
 mod router;
+mod webhooks;
 
 use pyo3::prelude::*;
 
@@ -46,5 +47,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<fanout::Hub>()?;
     m.add_class::<fanout::Subscription>()?;
     ingest::register(m)?;
+    m.add_function(wrap_pyfunction!(webhooks::webhook_secret, m)?)?;
+    m.add_function(wrap_pyfunction!(webhooks::webhook_sign, m)?)?;
+    m.add_function(wrap_pyfunction!(webhooks::webhook_verify, m)?)?;
     Ok(())
 }
