@@ -329,7 +329,9 @@ __all__ += [
     "fingerprint",
 ]
 
-def fingerprint(method: str, path: str, body: bytes, content_type: str | None = None) -> str:
+def fingerprint(
+    method: str, path: str, body: bytes, content_type: str | None = None, canonical: bool = True
+) -> str:
     """SHA-256 fingerprint of a request (64 lowercase hex chars) for ``Idempotency-Key``
     checks: method and path exactly as given, the media type, and the body.
 
@@ -338,7 +340,8 @@ def fingerprint(method: str, path: str, body: bytes, content_type: str | None = 
     ``application/<x>+json``) is hashed in its canonical form (``canonical_json``), so
     key order, whitespace and escapes do not count but every value does; ``1`` and
     ``1.0`` differ. Any other body, or one ``canonical_json`` refuses, is hashed as it
-    came (raw and canonical bodies never collide). Bodies over 64 KiB release the GIL."""
+    came (raw and canonical bodies never collide); with ``canonical=False`` every body is
+    (a route whose bytes are the request). Bodies over 64 KiB release the GIL."""
 
 def canonical_json(body: bytes) -> bytes | None:
     """The canonical form of a JSON body: byte for byte ``json.dumps(json.loads(body),

@@ -99,6 +99,9 @@ def test_a_retry_with_the_same_key_replays_the_answer_and_writes_nothing_twice(
     assert second.json()["data"] == envelope(first)["data"]
     other = post_batch(client, agent, batch[:5], key=key)
     assert other.status_code == 422
+    # A batch is its bytes: the same events spaced otherwise are another request.
+    spaced = post_batch(client, agent, b"[ " + orjson.dumps(batch)[1:], key=key)
+    assert spaced.status_code == 422
     missing = client.post(
         INGEST,
         content=orjson.dumps(batch),

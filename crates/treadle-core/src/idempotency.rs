@@ -61,7 +61,7 @@ mod float;
 mod string;
 
 pub use canonical::canonical_json;
-pub use fingerprint::{fingerprint, media_type, Fingerprint, DOMAIN};
+pub use fingerprint::{fingerprint, fingerprint_as, media_type, Fingerprint, DOMAIN};
 
 /// Containers nested deeper than this leave a JSON body raw.
 pub const MAX_DEPTH: usize = 128;

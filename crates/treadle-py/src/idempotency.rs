@@ -12,18 +12,20 @@ const DETACH_AT: usize = 64 * 1024;
 /// checks: method, path, media type and body, with a JSON body (``content_type`` absent,
 /// ``application/json`` or ``application/*+json``) in canonical form, so key order and
 /// whitespace do not count but every value does. Any other body, or JSON the canonical
-/// form does not cover, is hashed as it came. Bodies over 64 KiB release the GIL.
+/// form does not cover, is hashed as it came; with ``canonical=False`` every body is.
+/// Bodies over 64 KiB release the GIL.
 #[pyfunction]
-#[pyo3(signature = (method, path, body, content_type = None))]
+#[pyo3(signature = (method, path, body, content_type = None, canonical = true))]
 pub(crate) fn fingerprint<'py>(
     py: Python<'py>,
     method: &str,
     path: &str,
     body: &[u8],
     content_type: Option<&str>,
+    canonical: bool,
 ) -> Bound<'py, PyString> {
     let fingerprint = detach_if(py, body.len() > DETACH_AT, || {
-        treadle_core::idempotency::fingerprint(method, path, body, content_type)
+        treadle_core::idempotency::fingerprint_as(method, path, body, content_type, canonical)
     });
     PyString::new(py, &fingerprint)
 }

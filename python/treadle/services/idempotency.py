@@ -105,7 +105,15 @@ class Idempotency:
             principal = f"{principal}@{req.scope.organization_key}"
         target = req.path + ("?" + req.query_string if req.query_string else "")
         body = await req.body(self.max_body)
-        fingerprint = _core.fingerprint(req.method, target, body, req.headers.get("content-type"))
+        # A raw body's bytes are the request (a telemetry batch): no canonical form, which
+        # would parse the whole body once more.
+        fingerprint = _core.fingerprint(
+            req.method,
+            target,
+            body,
+            req.headers.get("content-type"),
+            canonical=route.raw_body is None,
+        )
         req.idempotency = (key, fingerprint)
         stored = self._cached(principal, key)
         if stored is None:

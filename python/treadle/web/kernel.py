@@ -143,7 +143,9 @@ class Kernel:
             raw = await req.body(
                 settings.max_batch_body_bytes if route.batch else settings.max_body_bytes
             )
-            if self.replay is not None and route.idempotent != "none":
+            # Answers kept in memory are for decoded bodies (the idempotency layer keeps
+            # none of raw ones): a raw body is not hashed again to look for one.
+            if self.replay is not None and route.idempotent != "none" and route.body is not None:
                 replay = await self.replay(req, route, raw)
             if route.body is None:
                 req.data = raw  # a raw body, the handler's to read

@@ -34,8 +34,33 @@ pub fn fingerprint(
     body: &[u8],
     content_type: Option<&str>,
 ) -> Fingerprint {
+    fingerprint_as(method, path, body, content_type, true)
+}
+
+/// [`fingerprint`], with the body hashed as it came whatever its media type when
+/// `canonical` is false: for bodies whose bytes are the request (a telemetry batch, where
+/// a retry resends the same bytes and a canonical form would cost a parse of the whole
+/// batch).
+///
+/// ```
+/// use treadle_core::idempotency::{fingerprint, fingerprint_as};
+///
+/// let body = b"[{\"a\": 1}]";
+/// assert_eq!(fingerprint_as("POST", "/x", body, None, true), fingerprint("POST", "/x", body, None));
+/// assert_ne!(fingerprint_as("POST", "/x", body, None, false), fingerprint("POST", "/x", body, None));
+/// ```
+#[must_use]
+pub fn fingerprint_as(
+    method: &str,
+    path: &str,
+    body: &[u8],
+    content_type: Option<&str>,
+    canonical: bool,
+) -> Fingerprint {
     let media = media_type(content_type);
-    let canonical = is_json(&media).then(|| canonical_json(body)).flatten();
+    let canonical = (canonical && is_json(&media))
+        .then(|| canonical_json(body))
+        .flatten();
     let mut hasher = Sha256::new();
     hasher.update(DOMAIN);
     for part in [method, path, &media] {
