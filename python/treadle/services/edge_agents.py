@@ -19,6 +19,8 @@ from uuid import UUID
 import msgspec
 
 from treadle import _core, clock
+from treadle.bus.invalidation import Invalidator
+from treadle.cache import MISSING, TTLCache
 from treadle.services import audit
 from treadle.services.api_keys import ApiKeys
 from treadle.services.principal import Actor, Principal
@@ -29,6 +31,8 @@ from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 TOKEN_PREFIX = "tdl_enroll_"
+# How long a process trusts a policy it read, should an invalidation message be lost.
+POLICY_SECONDS = 60.0
 # What an organization's settings say when they say nothing of telemetry.
 DEFAULT_POLICY: Row = {
     "sampling_rate": 1.0,
@@ -40,10 +44,14 @@ DEFAULT_POLICY: Row = {
 
 
 class EdgeAgents:
-    def __init__(self, db: Database, api_keys: ApiKeys, hash_key: bytes) -> None:
+    def __init__(self, db: Database, bus: Invalidator, api_keys: ApiKeys, hash_key: bytes) -> None:
         self.db = db
         self.api_keys = api_keys
         self.hash_key = hash_key
+        # Each organization's policy and its ETag, read on every ingest and poll: kept,
+        # and dropped in every process when the settings change.
+        self._policies: TTLCache[str, tuple[Row, str]] = TTLCache(POLICY_SECONDS)
+        bus.on("orgsettings", self._policies.drop, self._policies.clear)
 
     def _hash(self, token: str) -> str:
         return _core.keyed_hash(self.hash_key, token.encode())
@@ -160,12 +168,24 @@ class EdgeAgents:
     async def policy(self, principal: Principal) -> tuple[Row, str]:
         """The calling agent's policy and its ETag."""
         agent_of(principal)
-        async with self.db.committed() as conn:
-            org = await org_store.get(conn, principal.organization_id)  # type: ignore[arg-type]
-        assert org is not None
-        policy = policy_of(org["settings"])
-        digest = hashlib.blake2b(msgspec.json.encode(policy), digest_size=12).hexdigest()
-        return policy, f'"{digest}"'
+        assert principal.organization_id is not None
+        return await self.policy_of_org(principal.organization_id)
+
+    async def policy_of_org(self, org_id: UUID) -> tuple[Row, str]:
+        key = str(org_id)
+        cached = self._policies.get(key)
+        if cached is not MISSING:
+            return cached  # type: ignore[return-value]
+
+        async def load() -> tuple[Row, str]:
+            async with self.db.committed() as conn:
+                org = await org_store.get(conn, org_id)
+            assert org is not None
+            policy = policy_of(org["settings"])
+            digest = hashlib.blake2b(msgspec.json.encode(policy), digest_size=12).hexdigest()
+            return policy, f'"{digest}"'
+
+        return await self._policies.load(key, load)
 
 
 def policy_of(settings: Row) -> Row:

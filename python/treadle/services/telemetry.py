@@ -14,11 +14,10 @@ from typing import Any
 from uuid import UUID
 
 from treadle import _core, clock
-from treadle.services.edge_agents import agent_of, policy_of
+from treadle.services.edge_agents import EdgeAgents, agent_of
 from treadle.services.principal import Principal
 from treadle.settings import Settings
 from treadle.store import edge_agents as agent_store
-from treadle.store import orgs as org_store
 from treadle.store import telemetry as telemetry_store
 from treadle.store.db import Database
 from treadle.web.errors import ApiError
@@ -34,9 +33,10 @@ _STATUS = {"too_large": 413, "too_many_events": 413, "bad_encoding": 400, "not_j
 
 
 class Telemetry:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, agents: EdgeAgents) -> None:
         self.settings = settings
         self.db = db
+        self.agents = agents
         self._partitions: set[tuple[UUID, date]] | None = None
 
     async def ingest(
@@ -54,10 +54,7 @@ class Telemetry:
             raise ApiError.unsupported_media_type(
                 f"Content-Encoding may be {', '.join(ENCODINGS)}, not {encoding!r}"
             )
-        async with self.db.committed() as conn:
-            org = await org_store.get(conn, org_id)
-        assert org is not None
-        policy = policy_of(org["settings"])
+        policy, _ = await self.agents.policy_of_org(org_id)
         received = clock.now()
         batch_id = uuid.uuid4()
         limits = self.settings
