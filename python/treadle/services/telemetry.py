@@ -17,7 +17,6 @@ from treadle import _core, clock
 from treadle.services.edge_agents import EdgeAgents, agent_of
 from treadle.services.principal import Principal
 from treadle.settings import Settings
-from treadle.store import edge_agents as agent_store
 from treadle.store import telemetry as telemetry_store
 from treadle.store.db import Database
 from treadle.web.errors import ApiError
@@ -101,17 +100,19 @@ class Telemetry:
             "bytes": len(body),
             "created_at": received,
         }
-        async with self.db.transaction() as conn:
+        # The route requires an Idempotency-Key, so this is the request's transaction: the
+        # COPY, the batch and the stored answer commit together. No savepoint of its own
+        # (two round trips a batch): an error here rolls the whole request back.
+        assert self.db.in_request(), "ingest writes in its request's transaction"
+        async with self.db.connection() as conn:
             if accepted:
                 await telemetry_store.copy_events(conn, org_id, day, data)
-            await telemetry_store.insert_batch(conn, batch)
             first_error = (
                 f"event {rejections[0]['index']}: {rejections[0]['message']}"
                 if rejections
                 else None
             )
-            await telemetry_store.record_status(conn, batch, first_error)
-            await agent_store.seen(conn, agent_id)
+            await telemetry_store.record_batch(conn, batch, first_error)
         return {
             "batch_id": batch_id,
             "accepted": accepted,

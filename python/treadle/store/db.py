@@ -237,6 +237,11 @@ class Database:
         tx = _open_request()
         return _Use(self.pool, tx.conn if tx is not None else None)
 
+    def in_request(self) -> bool:
+        """Whether a request transaction is open here: writes on ``connection()`` then
+        commit with the request's answer, or not at all."""
+        return _open_request() is not None
+
     def committed(self) -> _Use:
         """A connection of its own, outside any request transaction: for reads whose result
         outlives the request (caches, snapshots), which must not see uncommitted writes."""

@@ -83,7 +83,3 @@ async def set_status(conn: Conn, agent_id: UUID, status: str) -> None:
         "UPDATE edge_agents SET status = %s, updated_at = now() WHERE id = %s",
         (status, agent_id),
     )
-
-
-async def seen(conn: Conn, agent_id: UUID) -> None:
-    await conn.execute("UPDATE edge_agents SET last_seen_at = now() WHERE id = %s", (agent_id,))

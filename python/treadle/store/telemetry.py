@@ -65,30 +65,15 @@ async def copy_events(conn: Conn, org_id: UUID, day: date, data: bytes) -> None:
         await copy.write(data)
 
 
-async def insert_batch(conn: Conn, batch: Row) -> Row:
-    cur = await conn.execute(
-        "INSERT INTO telemetry_batches (id, organization_id, agent_id, accepted, rejected,"
-        " rejections, bytes, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-        (
-            batch["id"],
-            batch["organization_id"],
-            batch["agent_id"],
-            batch["accepted"],
-            batch["rejected"],
-            Jsonb(batch["rejections"]),
-            batch["bytes"],
-            batch["created_at"],
-        ),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return row
-
-
-async def record_status(conn: Conn, batch: Row, error: str | None) -> None:
-    """Count the batch in its agent's status; ``error`` is the first rejection's, if any."""
+async def record_batch(conn: Conn, batch: Row, error: str | None) -> None:
+    """The batch's row, its agent's status (``error`` is the first rejection's, if any)
+    and the agent's last seen, in one statement: one round trip per batch."""
     await conn.execute(
-        "INSERT INTO telemetry_agent_status AS s (agent_id, organization_id, last_batch_id,"
+        "WITH b AS (INSERT INTO telemetry_batches (id, organization_id, agent_id, accepted,"
+        " rejected, rejections, bytes, created_at) VALUES (%(id)s, %(organization_id)s,"
+        " %(agent_id)s, %(accepted)s, %(rejected)s, %(rejections)s, %(bytes)s, %(created_at)s)),"
+        " seen AS (UPDATE edge_agents SET last_seen_at = now() WHERE id = %(agent_id)s)"
+        " INSERT INTO telemetry_agent_status AS s (agent_id, organization_id, last_batch_id,"
         " last_batch_at, batches, accepted, rejected, last_error, last_error_at)"
         " VALUES (%(agent_id)s, %(organization_id)s, %(id)s, %(created_at)s, 1, %(accepted)s,"
         " %(rejected)s, %(error)s, CASE WHEN %(error)s::text IS NULL THEN NULL ELSE now() END)"
@@ -97,7 +82,7 @@ async def record_status(conn: Conn, batch: Row, error: str | None) -> None:
         " accepted = s.accepted + excluded.accepted, rejected = s.rejected + excluded.rejected,"
         " last_error = coalesce(excluded.last_error, s.last_error),"
         " last_error_at = coalesce(excluded.last_error_at, s.last_error_at)",
-        {**batch, "error": error},
+        {**batch, "rejections": Jsonb(batch["rejections"]), "error": error},
     )
 
 
