@@ -6,9 +6,10 @@ events each (8 attributes, RFC 3339 timestamps, all valid):
 - **HTTP**: ``--agents`` enrolled edge agents, one process each, post their batches to
   ``POST /v1/telemetry/ingest`` (each with its own Idempotency-Key) as fast as answers come.
 - **raw COPY** (the baseline): the same number of threads, each with its own psycopg
-  connection, COPY the same rows (encoded once beforehand by ``treadle._core``, so the
-  baseline pays nothing for encoding) in binary into the organization's partition of the
-  day, one batch per transaction.
+  connection, COPY the same rows in binary into the organization's partition of the day,
+  one batch per transaction. The rows are those the server wrote, read back beforehand
+  with ``COPY ... TO STDOUT`` (binary) under a new batch id each, so the baseline pays
+  nothing for encoding and writes exactly what the server did.
 
 The figure is HTTP events/s / raw COPY events/s. The bench checks in PostgreSQL that every
 batch landed once with all its events, and reports the server's peak RSS (VmHWM of its
@@ -37,8 +38,6 @@ import runner
 import servers
 import tenants
 from psycopg import sql
-
-from treadle import _core
 
 COLUMNS = "organization_id, agent_id, batch_id, seq, event_id, type, ts, attributes, received_at"
 
@@ -124,14 +123,15 @@ def _round(
     rss = peak_rss(app.proc.pid) if app.proc else 0
 
     noise.wait_quiet(meter, args.quiet, args.quiet_wait)
-    copy_wall = raw_copy(store.database_url, org.id, agent_ids, bodies, args)
+    exactly_once = errors == 0 and landed(store.database_url, agent_ids, args)
+    copy_wall = raw_copy(store.database_url, org.id, agent_ids)
     copied = args.agents * args.batches * args.events
     return {
         "http_per_s": sent / wall,
         "copy_per_s": copied / copy_wall,
         "ratio": (sent / wall) / (copied / copy_wall),
         "errors": errors,
-        "exactly_once": errors == 0 and landed(store.database_url, agent_ids, args),
+        "exactly_once": exactly_once,
         "rss_mib": rss / 1024,
     }
 
@@ -163,40 +163,32 @@ def agent(url: str, key: str, bodies: list[bytes], ready: Any, results: Any) -> 
     results.put({"start": start, "end": end, "errors": errors, "events": events})
 
 
-def raw_copy(
-    database_url: str, org_id: str, agent_ids: list[str], bodies: list[bytes], args: Any
-) -> float:
-    """Seconds for ``--agents`` threads to COPY every batch's rows into the same partition
-    the server writes (made by the HTTP half), each batch in its own transaction."""
+def raw_copy(database_url: str, org_id: str, agent_ids: list[str]) -> float:
+    """Seconds for one thread per agent to COPY the rows the server wrote for that agent's
+    batches back into the same partition, each batch in its own transaction. The rows
+    are read back from PostgreSQL beforehand (``COPY ... TO STDOUT``, binary), each batch
+    under a new batch id: the same rows, with their own ``received_at``, as a new batch."""
     org = uuid.UUID(org_id)
     day = datetime.now(UTC).date()
-    target = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(f"telemetry_events_{org.hex}_{day:%Y%m%d}"), sql.SQL(COLUMNS)
-    )
-    received = int(time.time() * 1_000_000)
-    encoded = [
-        [
-            _core.parse_telemetry(
-                body,
-                ndjson=False,
-                encoding="identity",
-                max_bytes=64 * 1024 * 1024,
-                max_events=100_000,
-                max_attributes=64,
-                max_key_bytes=128,
-                max_value_bytes=4096,
-                allowed_types=None,
-                organization_id=org.bytes,
-                agent_id=uuid.UUID(agent_id).bytes,
-                batch_id=uuid.uuid4().bytes,
-                received_at_us=received,
-                max_age_seconds=86400,
-                max_future_seconds=300,
-            )[2]
-            for body in bodies
-        ]
-        for agent_id in agent_ids
-    ]
+    partition = sql.Identifier(f"telemetry_events_{org.hex}_{day:%Y%m%d}")
+    target = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(partition, sql.SQL(COLUMNS))
+    source = sql.SQL(
+        "COPY (SELECT organization_id, agent_id, %s::uuid, seq, event_id, type, ts,"
+        " attributes, received_at FROM {} WHERE batch_id = %s ORDER BY seq)"
+        " TO STDOUT (FORMAT BINARY)"
+    ).format(partition)
+    encoded: list[list[bytes]] = []
+    with psycopg.connect(database_url) as conn:
+        for agent_id in agent_ids:
+            batches = conn.execute(
+                "SELECT id FROM telemetry_batches WHERE agent_id = %s ORDER BY created_at",
+                (agent_id,),
+            ).fetchall()
+            datas = []
+            for (batch_id,) in batches:
+                with conn.cursor() as cur, cur.copy(source, (uuid.uuid4(), batch_id)) as copy:
+                    datas.append(b"".join(bytes(chunk) for chunk in copy))
+            encoded.append(datas)
     barrier = threading.Barrier(len(encoded) + 1)
     ends: list[float] = []
 
