@@ -7,7 +7,6 @@ committed batch or writes it for the first time, never twice."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -21,7 +20,6 @@ from treadle.store import telemetry as telemetry_store
 from treadle.store.db import Database
 from treadle.web.errors import ApiError
 
-log = logging.getLogger("treadle.telemetry")
 Row = dict[str, Any]
 MEDIA_TYPES = {"application/json": False, "application/x-ndjson": True}
 ENCODINGS = ("identity", "gzip", "zstd")
