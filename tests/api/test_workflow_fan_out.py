@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.api import envelope
@@ -236,3 +237,23 @@ def test_canceling_a_parent_cancels_its_child_and_a_failed_child_fails_its_paren
     client.post(f"{RUNS}/{child_id}/cancel", headers=org["defs"]).raise_for_status()
     failed = wait_for(client, org, other["id"], "failed")
     assert (failed["status"], failed["error_code"]) == ("failed", "child_canceled")
+
+
+def test_a_child_busy_when_its_parent_is_canceled_is_canceled_by_the_sweep(
+    client: httpx.Client, org: dict, server: Server
+) -> None:
+    claim(client, org["work"], limit=100)
+    run = envelope(start_run(client, org, parent_of_child(client, org)))["data"]
+    work_one(client, org, {"x": 3})
+    child_id = next(n for n in run_of(client, org, run["id"])["nodes"] if n["node"] == "sub")[
+        "child_run_id"
+    ]
+    with psycopg.connect(server.env["TREADLE_DATABASE_URL"]) as holder:
+        # Another step holds the child: the parent's cancel does not wait for it.
+        holder.execute("SELECT 1 FROM workflow_runs WHERE id = %s FOR UPDATE", (child_id,))
+        canceled = client.post(f"{RUNS}/{run['id']}/cancel", headers=org["defs"])
+        assert envelope(canceled)["data"]["status"] == "canceled"
+        assert run_of(client, org, child_id)["status"] == "running"
+        holder.rollback()
+    assert wait_for(client, org, child_id, "canceled")["status"] == "canceled"
+    assert claim(client, org["work"], limit=100) == []
