@@ -155,6 +155,11 @@ def test_bodies_that_are_not_batches_or_too_big_are_refused_whole(
         headers=bearer(org["owner"]),
     )
     assert put.status_code == 200, put.text
+    # Larger than a plain route's body (1 MiB) is a batch route's to take: the policy
+    # (1 MiB once decompressed) is what refuses it.
+    wide = post_batch(client, agent, b"[" + b" " * (2 * 1024 * 1024) + b"]")
+    assert wide.status_code == 413
+    assert envelope(wide)["error"]["details"]["reason"] == "too_large"
     many = post_batch(client, agent, [event() for _ in range(11)])
     assert many.status_code == 413
     assert envelope(many)["error"]["details"]["reason"] == "too_many_events"

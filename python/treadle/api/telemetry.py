@@ -180,6 +180,9 @@ ROUTES = [
         response=IngestResult,
         status=201,
         idempotency="required",
+        # As large a body as a batch route takes (TREADLE_MAX_BATCH_BODY_BYTES); the
+        # policy's max_batch_bytes bounds it once decompressed.
+        batch=True,
         permission="telemetry.ingest",
         scope=scopes.edge_agent_organization,
     ),
