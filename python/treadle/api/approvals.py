@@ -14,11 +14,10 @@ from treadle.api.common import (
     limit_of,
     statuses_param,
     time_cursor,
-    time_cursor_of,
+    time_page,
     uuid_param,
 )
 from treadle.store import workflow_approvals as approval_store
-from treadle.web.envelope import CursorPage
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
@@ -64,8 +63,7 @@ async def list_approvals(req: Request) -> Any:
         statuses=statuses_param(req, approval_store.STATUSES),
         run_id=uuid_param(req, "run_id"),
     )
-    last = rows[-1] if len(rows) == limit else None
-    return CursorPage(rows, limit, time_cursor_of(last) if last else None)
+    return time_page(rows, limit)
 
 
 ROUTES = [

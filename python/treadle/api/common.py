@@ -221,9 +221,22 @@ TIME_CURSOR_PARAMS = (
 )
 
 
+def epoch_micros(moment: datetime) -> int:
+    """``moment`` as microseconds since the Unix epoch: the time part of a cursor."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_epoch_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
 def time_cursor_of(row: dict[str, Any]) -> str:
-    micros = (row["created_at"] - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{row['id'].hex}"
+    return f"{epoch_micros(row['created_at'])}.{row['id'].hex}"
+
+
+def time_page(rows: list[dict[str, Any]], limit: int) -> CursorPage:
+    """A page of a list newest first by (created_at, id): a next cursor when it is full."""
+    return CursorPage(rows, limit, time_cursor_of(rows[-1]) if len(rows) == limit else None)
 
 
 def time_cursor(req: Request) -> tuple[datetime, UUID] | None:
@@ -235,7 +248,7 @@ def time_cursor(req: Request) -> tuple[datetime, UUID] | None:
     try:
         if not _TIME_CURSOR.match(raw):
             raise ValueError(raw)
-        return _EPOCH + timedelta(microseconds=int(micros)), UUID(hex=ident)
+        return from_epoch_micros(int(micros)), UUID(hex=ident)
     except (ValueError, OverflowError):
         raise ApiError.validation(
             "cursor must be the next_cursor of a previous page", "query.cursor"

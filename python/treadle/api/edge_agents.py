@@ -16,10 +16,9 @@ from treadle.api.common import (
     limit_of,
     path_id,
     time_cursor,
-    time_cursor_of,
+    time_page,
 )
 from treadle.api.organizations import TelemetryPolicy
-from treadle.web.envelope import CursorPage
 from treadle.web.request import Request
 from treadle.web.response import Response
 from treadle.web.routing import Param, Route
@@ -103,8 +102,7 @@ async def enroll(req: Request) -> Any:
 async def list_agents(req: Request) -> Any:
     limit = limit_of(req)
     rows = await req.app.edge_agents.in_org(req.scope.organization_id, limit, time_cursor(req))
-    last = rows[-1] if len(rows) == limit else None
-    return CursorPage(rows, limit, time_cursor_of(last) if last else None)
+    return time_page(rows, limit)
 
 
 async def rotate(req: Request) -> Any:

@@ -20,13 +20,12 @@ from treadle.api.common import (
     path_id,
     statuses_param,
     time_cursor,
-    time_cursor_of,
+    time_page,
     time_param,
 )
 from treadle.services.api_keys import ANY_ORGANIZATION
 from treadle.services.authz import Scope
 from treadle.store.jobs import STATUSES
-from treadle.web.envelope import CursorPage
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
@@ -198,8 +197,7 @@ async def list_jobs(req: Request) -> Any:
         created_after=time_param(req, "since"),
         created_before=time_param(req, "until"),
     )
-    last = rows[-1] if len(rows) == limit else None
-    return CursorPage(rows, limit, time_cursor_of(last) if last else None)
+    return time_page(rows, limit)
 
 
 async def get(req: Request) -> Any:

@@ -4,7 +4,7 @@ per-agent status."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -15,9 +15,11 @@ from treadle.api.common import (
     LIST_PARAMS,
     TIME_CURSOR_PARAMS,
     TIME_PARAMS,
+    epoch_micros,
+    from_epoch_micros,
     limit_of,
     time_cursor,
-    time_cursor_of,
+    time_page,
     time_param,
     uuid_param,
 )
@@ -128,20 +130,15 @@ async def list_batches(req: Request) -> Any:
         before=time_cursor(req),
         agent_id=uuid_param(req, "agent_id"),
     )
-    last = rows[-1] if len(rows) == limit else None
-    return CursorPage(rows, limit, time_cursor_of(last) if last else None)
+    return time_page(rows, limit)
 
 
 async def status(req: Request) -> Any:
     return await req.app.telemetry.status(req.scope.organization_id)
 
 
-_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def _event_cursor_of(row: dict[str, Any]) -> str:
-    micros = (row["received_at"] - _UTC_EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{row['batch_id'].hex}.{row['seq']}"
+    return f"{epoch_micros(row['received_at'])}.{row['batch_id'].hex}.{row['seq']}"
 
 
 def _event_cursor(req: Request) -> tuple[datetime, UUID, int] | None:
@@ -154,11 +151,7 @@ def _event_cursor(req: Request) -> tuple[datetime, UUID, int] | None:
             "cursor must be the next_cursor of a previous page", "query.cursor"
         )
     micros, batch, seq = match.groups()
-    return (
-        _UTC_EPOCH + timedelta(microseconds=int(micros)),
-        UUID(hex=batch),
-        int(seq),
-    )
+    return from_epoch_micros(int(micros)), UUID(hex=batch), int(seq)
 
 
 AGENT_PARAM = Param("agent_id", "only this agent's", {"type": "string", "format": "uuid"})

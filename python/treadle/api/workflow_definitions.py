@@ -22,10 +22,9 @@ from treadle.api.common import (
     limit_of,
     path_id,
     time_cursor,
-    time_cursor_of,
+    time_page,
 )
 from treadle.api.jobs import LeaseSeconds, TypeName
-from treadle.web.envelope import CursorPage
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
@@ -186,8 +185,7 @@ async def list_definitions(req: Request) -> Any:
     rows = await req.app.workflow_definitions.in_org(
         req.scope.organization_id, limit, time_cursor(req), req.query_value("name") or None
     )
-    last = rows[-1] if len(rows) == limit else None
-    return CursorPage(rows, limit, time_cursor_of(last) if last else None)
+    return time_page(rows, limit)
 
 
 async def get(req: Request) -> Any:

@@ -18,14 +18,13 @@ from treadle.api.common import (
     path_id,
     statuses_param,
     time_cursor,
-    time_cursor_of,
+    time_page,
     time_param,
     uuid_param,
 )
 from treadle.api.jobs import Labels
 from treadle.api.workflow_definitions import NodeId
 from treadle.store import workflow_runs as run_store
-from treadle.web.envelope import CursorPage
 from treadle.web.request import Request
 from treadle.web.routing import Param, Route
 
@@ -163,8 +162,7 @@ async def list_runs(req: Request) -> Any:
         created_after=time_param(req, "since"),
         created_before=time_param(req, "until"),
     )
-    last = rows[-1] if len(rows) == limit else None
-    return CursorPage(rows, limit, time_cursor_of(last) if last else None)
+    return time_page(rows, limit)
 
 
 async def get(req: Request) -> Any:

@@ -195,7 +195,7 @@ def policy_of(settings: Row) -> Row:
 def agent_of(principal: Principal) -> UUID:
     """The edge agent a credential names; 403 for any other caller."""
     record = principal.record
-    agent_id = record.get("edge_agent_id") if record else None
+    agent_id: UUID | None = record.get("edge_agent_id") if record else None
     if agent_id is None:
         raise ApiError.forbidden("only an edge agent's credential may do this")
-    return UUID(str(agent_id))
+    return agent_id

@@ -161,9 +161,7 @@ class WorkflowRuns:
             states = await run_store.nodes(conn, run["id"])
             if await self._catch_up(conn, run, definition, states):
                 await self._advance(conn, run, definition, states)
-            after = await run_store.get(conn, run["id"])
-            assert after is not None
-            run = after
+            run = await _current(conn, run["id"])
         await _audit(conn, actor, run, f"workflow.run.{action}")
         return run
 
@@ -191,9 +189,7 @@ class WorkflowRuns:
             await _audit(conn, actor, run, "workflow.run.signal", signal=name)
             if run["status"] == "running":
                 await self._advance(conn, run, definition, states)
-            after = await run_store.get(conn, run["id"])
-            assert after is not None
-            return await _public(conn, after, definition)
+            return await _public(conn, await _current(conn, run["id"]), definition)
 
     async def approve(
         self, actor: Actor, run_id: UUID, node: str, decision: str, comment: str
@@ -242,9 +238,7 @@ class WorkflowRuns:
                 states = await run_store.nodes(conn, run_id)
                 if await self._settle_gate(conn, run, spec, states):
                     await self._advance(conn, run, definition, states)
-            after = await run_store.get(conn, run_id)
-            assert after is not None
-            return await _public(conn, after, definition)
+            return await _public(conn, await _current(conn, run_id), definition)
 
     async def approvals(
         self, principal: Principal, org_id: UUID, limit: int, **filters: Any
@@ -333,7 +327,8 @@ class WorkflowRuns:
             run = runs[run_id]
             if run["status"] in _LIVE:
                 definition = await _definition(conn, run["definition_id"])
-                if await self._items_done(conn, run, definition, node, count, states_of[run_id]):
+                states = states_of[run_id]
+                if await self._items_done(conn, run, definition, node, count, states, orgs):
                     runs[run_id] = {**run, "status": "ended"}
 
     async def fire_timers(self) -> int:
@@ -401,9 +396,7 @@ class WorkflowRuns:
         run = await run_store.set_run(conn, run["id"], "running")
         await _emit(conn, run, "workflow.run.started", {"status": "running"})
         await self._advance(conn, run, definition, await run_store.nodes(conn, run["id"]))
-        after = await run_store.get(conn, run["id"])
-        assert after is not None
-        return after
+        return await _current(conn, run["id"])
 
     async def _advance(
         self,
@@ -430,12 +423,8 @@ class WorkflowRuns:
                     continue
                 progress = True
                 if all(p["status"] == "succeeded" and p["outcome"] == w for p, w in parents):
-                    org_id = run["organization_id"]
-                    if org_id not in orgs:
-                        org = await org_store.get(conn, org_id)
-                        assert org is not None
-                        orgs[org_id] = org
-                    if not await self._activate(conn, run, orgs[org_id], spec, states):
+                    org = await _org(conn, run["organization_id"], orgs)
+                    if not await self._activate(conn, run, org, spec, states):
                         return True  # the node could not start, and that ended the run
                 else:
                     states[spec["id"]] = await run_store.set_node(
@@ -592,7 +581,14 @@ class WorkflowRuns:
         return True
 
     async def _items_done(
-        self, conn: Conn, run: Row, definition: Row, node: str, count: int, states: dict[str, Row]
+        self,
+        conn: Conn,
+        run: Row,
+        definition: Row,
+        node: str,
+        count: int,
+        states: dict[str, Row],
+        orgs: dict[UUID, Row],
     ) -> bool:
         """``count`` more items of the map ``node`` succeeded: join when all have, else queue
         the next ones (a paused run only counts them). True when the run ended."""
@@ -604,7 +600,7 @@ class WorkflowRuns:
             )
             if run["status"] != "running":
                 return False
-            return not await self._top_up(conn, run, definition, _spec(definition, node), states)
+            return not await self._top_up(conn, run, _spec(definition, node), states, orgs)
         output = await run_store.item_results(conn, run["id"], node)
         size = len(msgspec.json.encode(output))
         if size > self.settings.workflow_max_output_bytes:
@@ -619,13 +615,14 @@ class WorkflowRuns:
             return True
         await run_store.set_node(conn, run["id"], node, "running", finished=finished)
         states[node] = await self._finish(conn, run, node, "succeeded", output)
-        return run["status"] == "running" and await self._advance(conn, run, definition, states)
+        return run["status"] == "running" and await self._advance(
+            conn, run, definition, states, orgs
+        )
 
     async def _top_up(
-        self, conn: Conn, run: Row, definition: Row, spec: Row, states: dict[str, Row]
+        self, conn: Conn, run: Row, spec: Row, states: dict[str, Row], orgs: dict[UUID, Row]
     ) -> bool:
-        org = await org_store.get(conn, run["organization_id"])
-        assert org is not None
+        org = await _org(conn, run["organization_id"], orgs)
         try:
             type_row = job_type(org["settings"], spec["job_type"])
         except ApiError as exc:
@@ -655,14 +652,13 @@ class WorkflowRuns:
     ) -> bool:
         """On resume: close the gates decided while paused and queue the maps' next items.
         False when that failed the run."""
+        orgs: dict[UUID, Row] = {}
         for spec in definition["spec"]["nodes"]:
             if states[spec["id"]]["status"] != "running":
                 continue
             if spec["type"] == "approval":
                 await self._settle_gate(conn, run, spec, states)
-            elif spec["type"] == "map" and not await self._top_up(
-                conn, run, definition, spec, states
-            ):
+            elif spec["type"] == "map" and not await self._top_up(conn, run, spec, states, orgs):
                 return False
         return True
 
@@ -818,6 +814,22 @@ async def _definition(conn: Conn, definition_id: UUID) -> Row:
             _DEFINITIONS.clear()
         _DEFINITIONS[definition_id] = definition
     return definition
+
+
+async def _current(conn: Conn, run_id: UUID) -> Row:
+    """The run as the step left it (it holds the run's lock)."""
+    run = await run_store.get(conn, run_id)
+    assert run is not None
+    return run
+
+
+async def _org(conn: Conn, org_id: UUID, orgs: dict[UUID, Row]) -> Row:
+    """The organization (for its job types), read once per step: ``orgs`` keeps those read."""
+    if org_id not in orgs:
+        org = await org_store.get(conn, org_id)
+        assert org is not None
+        orgs[org_id] = org
+    return orgs[org_id]
 
 
 async def _locked(conn: Conn, run_id: UUID) -> tuple[Row, Row]:
