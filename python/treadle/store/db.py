@@ -17,7 +17,9 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import msgspec
 import orjson
@@ -264,6 +266,19 @@ class Database:
     async def ping(self, timeout: float = 1.0) -> None:
         async with self.pool.connection(timeout=timeout) as conn:
             await conn.execute("SELECT 1")
+
+
+def after_cursor(alias: str = "") -> str:
+    """SQL for "after the cursor" in a list newest first by (created_at, id), taking the
+    three parameters of ``cursor_args``: the same text with or without a cursor, so one
+    prepared statement serves every page."""
+    p = f"{alias}." if alias else ""
+    return f"(%s::timestamptz IS NULL OR ({p}created_at, {p}id) < (%s::timestamptz, %s::uuid))"
+
+
+def cursor_args(before: tuple[datetime, UUID] | None) -> tuple[Any, Any, Any]:
+    at, ident = before if before is not None else (None, None)
+    return at, at, ident
 
 
 async def paged(

@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from treadle.store.db import Conn
+from treadle.store.db import Conn, after_cursor, cursor_args
 
 Row = dict[str, Any]
+AFTER_CURSOR_A = after_cursor("a")
 # An agent with its credential (the API key that names it).
 AGENT = (
     "a.id, a.organization_id, a.name, a.version, a.status, a.created_at, a.updated_at,"
@@ -65,13 +66,11 @@ async def in_org(
 ) -> list[Row]:
     cur = await conn.execute(
         f"SELECT {AGENT} FROM {_JOINED} WHERE a.organization_id = %s"
-        " AND (%s::timestamptz IS NULL OR (a.created_at, a.id) < (%s::timestamptz, %s::uuid))"
+        f" AND {AFTER_CURSOR_A}"
         " ORDER BY a.created_at DESC, a.id DESC LIMIT %s",
         (
             org_id,
-            before[0] if before else None,
-            before[0] if before else None,
-            before[1] if before else None,
+            *cursor_args(before),
             limit,
         ),
     )

@@ -9,9 +9,10 @@ from uuid import UUID
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from treadle.store.db import Conn
+from treadle.store.db import Conn, after_cursor, cursor_args
 
 Row = dict[str, Any]
+AFTER_CURSOR = after_cursor()
 COLUMNS = "organization_id, agent_id, batch_id, seq, event_id, type, ts, attributes, received_at"
 
 
@@ -106,15 +107,13 @@ async def batches(
     cur = await conn.execute(
         "SELECT * FROM telemetry_batches WHERE organization_id = %s"
         " AND (%s::uuid IS NULL OR agent_id = %s::uuid)"
-        " AND (%s::timestamptz IS NULL OR (created_at, id) < (%s::timestamptz, %s::uuid))"
+        f" AND {AFTER_CURSOR}"
         " ORDER BY created_at DESC, id DESC LIMIT %s",
         (
             org_id,
             agent_id,
             agent_id,
-            before[0] if before else None,
-            before[0] if before else None,
-            before[1] if before else None,
+            *cursor_args(before),
             limit,
         ),
     )

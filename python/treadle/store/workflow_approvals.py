@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from treadle.store.db import Conn
+from treadle.store.db import Conn, after_cursor, cursor_args
 
 Row = dict[str, Any]
+AFTER_CURSOR_A = after_cursor("a")
 STATUSES = ("pending", "approved", "rejected", "expired", "canceled")
 # The gate's columns and its node's timer: when it expires (None while the run is paused).
 _GATE = "a.*, n.fire_at AS expires_at"
@@ -108,7 +109,7 @@ async def for_approver(
         " AND (a.allow_submitter OR a.submitted_by <> %s)"
         " AND (%s::text[] IS NULL OR a.status = ANY(%s::text[]))"
         " AND (%s::uuid IS NULL OR a.run_id = %s::uuid)"
-        " AND (%s::timestamptz IS NULL OR (a.created_at, a.id) < (%s::timestamptz, %s::uuid))"
+        f" AND {AFTER_CURSOR_A}"
         " ORDER BY a.created_at DESC, a.id DESC LIMIT %s",
         (
             org_id,
@@ -120,9 +121,7 @@ async def for_approver(
             statuses,
             run_id,
             run_id,
-            before[0] if before else None,
-            before[0] if before else None,
-            before[1] if before else None,
+            *cursor_args(before),
             limit,
         ),
     )

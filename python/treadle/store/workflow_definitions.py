@@ -8,9 +8,10 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from treadle.store.db import Conn
+from treadle.store.db import Conn, after_cursor, cursor_args
 
 Row = dict[str, Any]
+AFTER_CURSOR = after_cursor()
 
 
 async def get(conn: Conn, definition_id: UUID) -> Row | None:
@@ -68,15 +69,13 @@ async def in_org(
     cur = await conn.execute(
         "SELECT * FROM workflow_definitions WHERE organization_id = %s"
         " AND (%s::text IS NULL OR name = %s::text)"
-        " AND (%s::timestamptz IS NULL OR (created_at, id) < (%s::timestamptz, %s::uuid))"
+        f" AND {AFTER_CURSOR}"
         " ORDER BY created_at DESC, id DESC LIMIT %s",
         (
             org_id,
             name,
             name,
-            before[0] if before else None,
-            before[0] if before else None,
-            before[1] if before else None,
+            *cursor_args(before),
             limit,
         ),
     )

@@ -8,9 +8,10 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from treadle.store.db import Conn
+from treadle.store.db import Conn, after_cursor, cursor_args
 
 Row = dict[str, Any]
+AFTER_CURSOR = after_cursor()
 STATUSES = ("created", "running", "paused", "succeeded", "failed", "canceled")
 FINAL = ("succeeded", "failed", "canceled")
 NODE_FINAL = ("succeeded", "failed", "skipped", "canceled")
@@ -173,7 +174,7 @@ async def in_org(
         " AND (%s::uuid IS NULL OR definition_id = %s::uuid)"
         " AND (%s::timestamptz IS NULL OR created_at >= %s::timestamptz)"
         " AND (%s::timestamptz IS NULL OR created_at < %s::timestamptz)"
-        " AND (%s::timestamptz IS NULL OR (created_at, id) < (%s::timestamptz, %s::uuid))"
+        f" AND {AFTER_CURSOR}"
         " ORDER BY created_at DESC, id DESC LIMIT %s",
         (
             org_id,
@@ -185,9 +186,7 @@ async def in_org(
             created_after,
             created_before,
             created_before,
-            before[0] if before else None,
-            before[0] if before else None,
-            before[1] if before else None,
+            *cursor_args(before),
             limit,
         ),
     )
