@@ -257,3 +257,21 @@ def test_retention_drops_whole_day_partitions_past_the_organizations_setting(
             "SELECT count(*) FROM telemetry_events WHERE organization_id = %s", (org["id"],)
         ).fetchone()
     assert today == 1
+
+
+def test_garbage_cursors_and_filters_are_refused_with_the_parameter_named(
+    client: httpx.Client, org: dict
+) -> None:
+    for path, params, where in (
+        ("/v1/telemetry/events", {"cursor": "1.2.3"}, "query.cursor"),
+        ("/v1/telemetry/events", {"cursor": f"1.{'0' * 32}.999999"}, "query.cursor"),
+        ("/v1/telemetry/events", {"agent_id": "not-a-uuid"}, "query.agent_id"),
+        ("/v1/telemetry/events", {"since": "\x00"}, "query.since"),
+        ("/v1/telemetry/batches", {"cursor": "x"}, "query.cursor"),
+        ("/v1/edge-agents", {"cursor": "9" * 30}, "query.cursor"),
+    ):
+        bad = client.get(
+            path, params={"organization_id": org["id"], **params}, headers=bearer(org["owner"])
+        )
+        assert bad.status_code == 400, (path, params, bad.text)
+        assert envelope(bad)["error"]["details"]["path"] == where, (path, params)

@@ -243,3 +243,29 @@ def test_canceling_a_run_cancels_its_open_gate(client: httpx.Client, org: dict) 
     assert gates(client, org, org["alice"], run_id=run["id"])[0]["status"] == "canceled"
     closed = decide(client, org["alice"], run)
     assert closed.status_code == 409
+
+
+def test_approval_filters_name_what_is_wrong(client: httpx.Client, org: dict) -> None:
+    for params, where in (
+        ({"status": "pending,maybe"}, "query.status"),
+        ({"run_id": "nope"}, "query.run_id"),
+        ({"cursor": "1.xyz"}, "query.cursor"),
+    ):
+        bad = client.get(
+            "/v1/approvals",
+            params={"organization_id": org["id"], **params},
+            headers=bearer(org["alice"]),
+        )
+        assert bad.status_code == 400, (params, bad.text)
+        assert envelope(bad)["error"]["details"]["path"] == where
+    missing = decide(client, org["alice"], {"id": "00000000-0000-0000-0000-000000000000"})
+    assert missing.status_code == 404  # no such run: nothing to decide
+    run = envelope(start_run(client, org, gated(client, org)))["data"]
+    for comment in ("a\x00b", "line\r\nbreak", "x" * 2001):
+        refused = client.post(
+            f"{RUNS}/{run['id']}/approve",
+            json={"node": "gate", "decision": "approve", "comment": comment},
+            headers=bearer(org["alice"]),
+        )
+        assert refused.status_code == 400, (comment[:10], refused.text)
+    assert nodes(run_of(client, org, run["id"]))["gate"] == "running"  # nothing decided
