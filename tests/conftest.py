@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from tests.support.mailbox import Mailbox
+from tests.support.receiver import Receiver
 from tests.support.servers import Server, free_port, start_server
 from treadle.embedded import EmbeddedPostgres, EmbeddedValkey
 
@@ -59,6 +60,14 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    box = Receiver()
+    box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="session")
 def server_env(
     database_url: str, redis_url: str, mailbox: Mailbox, tmp_path_factory
 ) -> dict[str, str]:
@@ -81,6 +90,11 @@ def server_env(
         "TREADLE_RETENTION_SWEEP_SECONDS": "1",
         "TREADLE_JOB_BACKOFF_SECONDS": "0.2",
         "TREADLE_JOB_REAP_SECONDS": "0.2",
+        # Webhooks reach the tests' local receiver, and retry on a compressed schedule.
+        "TREADLE_WEBHOOK_ALLOW_PRIVATE": "true",
+        "TREADLE_WEBHOOK_RETRY_SCHEDULE": "0.2,0.2,0.2",
+        "TREADLE_WEBHOOK_TIMEOUT_SECONDS": "2",
+        "TREADLE_WEBHOOK_POLL_SECONDS": "0.2",
     }
 
 

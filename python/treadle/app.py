@@ -7,6 +7,7 @@ from treadle.bus.events import Events
 from treadle.bus.invalidation import Invalidator
 from treadle.bus.metrics import SharedMetrics
 from treadle.bus.redis import connect
+from treadle.sealing import Sealer
 from treadle.services.accounts import Accounts
 from treadle.services.api_keys import ApiKeys
 from treadle.services.authz import Authorizer
@@ -16,12 +17,14 @@ from treadle.services.invitations import Invitations
 from treadle.services.job_batches import JobBatches
 from treadle.services.jobs import Jobs, Reaper
 from treadle.services.mail import Mail
+from treadle.services.ops import Ops
 from treadle.services.orgs import Organizations
 from treadle.services.passwords import Passwords
 from treadle.services.ratelimits import RateLimits
 from treadle.services.sessions import Sessions, bearer_token
 from treadle.services.teams import Teams
 from treadle.services.telemetry import Telemetry
+from treadle.services.webhooks import Webhooks
 from treadle.services.workflow_definitions import WorkflowDefinitions
 from treadle.services.workflow_runs import WorkflowRuns, WorkflowTimers
 from treadle.settings import Settings
@@ -34,6 +37,7 @@ from treadle.web.request import Request
 from treadle.web.routing import Route, RouteTable
 from treadle.workers.mailer import Mailer
 from treadle.workers.retention import Sweeper
+from treadle.workers.webhooks import Sender
 
 API_KEY_PREFIX = "trd_"
 
@@ -58,6 +62,11 @@ class App:
         self.idempotency = Idempotency(settings, self.db)
         self.sweeper = Sweeper(self.db, settings)
         self.events = Events(settings, self.db, self.redis)
+        sealer = Sealer(settings.secret_key, "webhook secrets")
+        self.webhook_sender = Sender(settings, self.db, sealer)
+        self.webhooks = Webhooks(settings, self.db, sealer, self.webhook_sender.wake)
+        if self.events.relay is not None:
+            self.events.relay.deliveries_made = self.webhook_sender.wake
         self.jobs = Jobs(settings, self.db)
         self.job_batches = JobBatches(self.jobs)
         self.edge_agents = EdgeAgents(self.db, self.bus, self.api_keys, self.sessions.hash_key)
@@ -82,6 +91,7 @@ class App:
             settings, self.db, self.authz, self.sessions, mail, self.mailer.wake
         )
         self.orgs = Organizations(self.db, self.authz, self.invitations)
+        self.ops = Ops(settings, self.db)
         self.metrics = Metrics()
         self.shared_metrics = SharedMetrics(self.redis, settings.redis_prefix, self.metrics)
         self.table: RouteTable | None = None
@@ -94,6 +104,7 @@ class App:
         self.sweeper.start()
         self.reaper.start()
         self.workflow_timers.start()
+        self.webhook_sender.start()
         self.shared_metrics.start()
         await self.events.start()
 
@@ -101,6 +112,7 @@ class App:
         await self.events.stop()
         await self.reaper.stop()
         await self.workflow_timers.stop()
+        await self.webhook_sender.stop()
         await self.shared_metrics.stop()
         await self.sweeper.stop()
         await self.api_keys.stop()

@@ -126,6 +126,17 @@ class Settings:
     # Open streams one process serves; 0: half its connection budget, so that streams never
     # take the slots API requests need.
     event_streams_per_process: int = 0
+    # Webhooks: the seconds between a failed attempt and the next (Svix's schedule; the
+    # first attempt goes at once, so 8 attempts in all), each attempt's timeout, how many
+    # deliveries one process sends at once (its HTTP connection pool), and how long an
+    # endpoint may fail every delivery before it is disabled. Private, loopback and
+    # link-local addresses are refused unless webhook_allow_private (for local receivers).
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_seconds: float = 15.0
+    webhook_concurrency: int = 64
+    webhook_disable_after_seconds: int = 5 * 86400
+    webhook_poll_seconds: float = 1.0
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -169,16 +180,27 @@ class Settings:
             "telemetry_max_value_bytes",
             "telemetry_max_age_seconds",
             "telemetry_max_future_seconds",
+            "webhook_concurrency",
+            "webhook_disable_after_seconds",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("job_reap_seconds", "workflow_timer_seconds"):
+        for name in (
+            "job_reap_seconds",
+            "workflow_timer_seconds",
+            "webhook_timeout_seconds",
+            "webhook_poll_seconds",
+        ):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be more than 0, not {getattr(self, name)}")
         if not 0 <= self.event_wake_ms <= 1000:
             raise SettingsError(
                 f"event_wake_ms must be between 0 and 1000 (milliseconds), not {self.event_wake_ms}"
             )
+        try:
+            _ = self.webhook_schedule
+        except ValueError as exc:
+            raise SettingsError(f"webhook_retry_schedule: {exc}") from None
         if self.password_hash_concurrency < 0 or self.password_hash_queue < 0:
             raise SettingsError("password_hash_concurrency and password_hash_queue must be >= 0")
         from treadle.web.client_address import parse_trusted
@@ -232,6 +254,20 @@ class Settings:
     def connections_per_worker(self) -> int:
         """Granian's per-worker connection budget (``backpressure``; 0: 4,096)."""
         return self.backpressure or DEFAULT_CONNECTIONS_PER_WORKER
+
+    @property
+    def webhook_schedule(self) -> list[float]:
+        """The seconds to wait after each failed attempt before the next one."""
+        try:
+            delays = [float(part) for part in self.webhook_retry_schedule.split(",")]
+        except ValueError:
+            delays = []
+        if not delays or any(not 0 <= d <= 7 * 86400 for d in delays):
+            raise ValueError(
+                "give comma-separated seconds between attempts, each from 0 to 604800,"
+                f" like 5,300,1800; not {self.webhook_retry_schedule!r}"
+            )
+        return delays
 
     @property
     def data_path(self) -> Path:

@@ -20,10 +20,12 @@ def routes() -> list[Route]:
         jobs,
         me,
         meta,
+        ops,
         organizations,
         teams,
         telemetry,
         usage,
+        webhooks,
         workflow_definitions,
         workflow_runs,
     )
@@ -47,5 +49,7 @@ def routes() -> list[Route]:
         *approvals.ROUTES,
         *edge_agents.ROUTES,
         *telemetry.ROUTES,
+        *webhooks.ROUTES,
+        *ops.ROUTES,
         *events.ROUTES,
     ]

@@ -31,8 +31,8 @@ from treadle.web.websocket import Upgrade, WebSocket, WebSocketRequest
 SSE_HEADERS = [("cache-control", "no-cache"), ("x-accel-buffering", "no")]
 MAX_TOPICS = 50
 # A topic (team.create), a prefix ending in .* (job.*), or * for every topic.
-_ONE_TOPIC = r"(\*|[A-Za-z0-9_:-]{1,64}(\.[A-Za-z0-9_:-]{1,64}){0,8}(\.\*)?)"
-_TOPIC = re.compile(f"^{_ONE_TOPIC}$")
+ONE_TOPIC = r"(\*|[A-Za-z0-9_:-]{1,64}(\.[A-Za-z0-9_:-]{1,64}){0,8}(\.\*)?)"
+_TOPIC = re.compile(f"^{ONE_TOPIC}$")
 _EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}(?!\n)$")
 # A WebSocket client that accepts nothing for this long is dropped.
 MIN_STALL_SECONDS = 10.0

@@ -19,6 +19,7 @@ from treadle.store import edge_agents as agent_store
 from treadle.store import invitations as invitation_store
 from treadle.store import jobs as job_store
 from treadle.store import teams as team_store
+from treadle.store import webhooks as webhook_store
 from treadle.store import workflow_definitions as definition_store
 from treadle.store import workflow_runs as run_store
 from treadle.store.db import Conn
@@ -116,6 +117,11 @@ async def workflow_run(req: Request) -> Scope:
 async def edge_agent(req: Request) -> Scope:
     org_id, agent_id = await _owned(req, agent_store.get, "edge agent")
     return Scope(org_id, "edge_agent", str(agent_id))
+
+
+async def webhook(req: Request) -> Scope:
+    org_id, endpoint_id = await _owned(req, webhook_store.get_endpoint, "webhook")
+    return Scope(org_id, "webhook", str(endpoint_id))
 
 
 async def edge_agent_organization(req: Request) -> Scope:

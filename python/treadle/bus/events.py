@@ -112,6 +112,8 @@ class Relay(Background):
         self.script = redis.register_script(_XADD_BATCH)
         # Markers may be left behind by a relayer that died after its commit.
         self._sweep = True
+        # Called after a relay's commit made webhook deliveries: wakes this process's sender.
+        self.deliveries_made: Callable[[], None] = _nothing
 
     async def run(self) -> None:
         backoff = 0.5
@@ -174,10 +176,12 @@ class Relay(Background):
             (stream_ids,) = await run_script(
                 self.redis, self.script, [([self.stream, self.marker, self.origin], args)]
             )
-            await outbox.mark_relayed(
+            made = await outbox.mark_relayed(
                 conn,
                 [(row["id"], _text(sid)) for row, sid in zip(rows, stream_ids, strict=True)],
             )
+        if made:
+            self.deliveries_made()
         try:
             await self.redis.hdel(self.marker, *(row["id"] for row in rows))
         except UNAVAILABLE:
@@ -615,6 +619,10 @@ def _entries(replies: Any) -> list[Any]:
     if isinstance(replies, dict):
         return list(replies.values())
     return [entries for _key, entries in replies or ()]
+
+
+def _nothing() -> None:
+    pass
 
 
 def _text(value: Any) -> str:

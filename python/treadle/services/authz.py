@@ -54,6 +54,10 @@ _ADMIN = [
     "authz.check_others",
     "api_keys.manage",
     "edge_agents.manage",
+    "webhooks.read",
+    "webhooks.manage",
+    "ops.read",
+    "ops.retry",
 ]
 ORG_ROLES: dict[str, list[str]] = {
     "viewer": _READ,

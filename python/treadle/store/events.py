@@ -12,6 +12,7 @@ from uuid import UUID
 import orjson
 
 from treadle import clock, encoding
+from treadle.store import webhooks
 from treadle.store.db import Conn
 from treadle.store.records import param, rows_from
 
@@ -89,14 +90,27 @@ async def pending(conn: Conn, limit: int) -> list[Row]:
     return await cur.fetchall()
 
 
-async def mark_relayed(conn: Conn, relayed: list[tuple[int, str]]) -> None:
-    """Record the stream id each outbox row got, with one statement."""
+async def mark_relayed(conn: Conn, relayed: list[tuple[int, str]]) -> int:
+    """Record the stream id each outbox row got, and make a webhook delivery for each
+    enabled endpoint of the event's organization whose topics match: one statement, in
+    the relay's transaction, so an event relayed has its deliveries and one relayed again
+    (after a crash before the commit) makes no others. How many deliveries it made."""
     columns = {"id": "bigint", "stream_id": "text"}
-    await conn.execute(
-        "UPDATE event_outbox SET stream_id = r.stream_id, relayed_at = now()"
-        f" FROM {rows_from('r', columns)} WHERE event_outbox.id = r.id",
+    cur = await conn.execute(
+        "WITH m AS (UPDATE event_outbox SET stream_id = r.stream_id, relayed_at = now()"
+        f" FROM {rows_from('r', columns)} WHERE event_outbox.id = r.id"
+        " RETURNING event_outbox.id, event_outbox.organization_id, event_outbox.topic,"
+        " event_outbox.payload, r.stream_id),"
+        " added AS (INSERT INTO webhook_deliveries (id, endpoint_id, organization_id, event_id,"
+        f" topic, body) SELECT gen_random_uuid(), w.id, m.organization_id, m.stream_id,"
+        f" m.topic, {webhooks.EVENT_BODY} FROM m JOIN webhook_endpoints w"
+        f" ON w.organization_id = m.organization_id AND w.enabled AND {webhooks.TOPIC_MATCHES}"
+        " ORDER BY m.id, w.id ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING 1)"
+        " SELECT count(*) AS made FROM added",
         (param(({"id": i, "stream_id": s} for i, s in relayed), columns),),
     )
+    row = await cur.fetchone()
+    return int(row["made"]) if row else 0
 
 
 async def relayed_among(conn: Conn, ids: list[int]) -> list[int]:
