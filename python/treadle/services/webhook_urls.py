@@ -11,6 +11,7 @@ no second lookup an attacker's DNS could answer differently.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from typing import Any
@@ -145,8 +146,9 @@ class GuardedResolver(AbstractResolver):
         try:
             return await resolve(host, port, self.allow_private)
         except UrlRefused as exc:
-            # aiohttp wraps OSError into ClientConnectorError: the delivery fails with why.
-            raise OSError(str(exc)) from None
+            # aiohttp wraps OSError into ClientConnectorError, whose text is the strerror:
+            # the delivery fails saying why.
+            raise OSError(errno.EACCES, str(exc)) from None
 
     async def close(self) -> None:
         pass

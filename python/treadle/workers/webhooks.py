@@ -65,8 +65,9 @@ class Sender(Background):
         self.allow_private = settings.webhook_allow_private
         self.disable_after = settings.webhook_disable_after_seconds
         self.poll = settings.webhook_poll_seconds
-        # A lease outlasts an attempt and the recording of its outcome.
-        self.lease = self.timeout * 2 + 10
+        # A lease outlasts an attempt and the recording of its outcome; a sender that dies
+        # leaves its deliveries to go again this long after they were claimed.
+        self.lease = self.timeout + 5
         self._free = self.concurrency
         self._wake = asyncio.Event()
         self._secrets: dict[bytes, str] = {}
