@@ -106,7 +106,12 @@ def test_settings_round_trip_and_validation(client: httpx.Client) -> None:
     assert envelope(client.get(path, headers=bearer(owner)))["data"] == {
         "branding": {"display_name": None, "logo_url": None, "primary_color": None},
         "rate_limit_policies": [],
-        "retention": {"audit_log_days": 365, "authz_denial_days": 90, "telemetry_days": 30},
+        "retention": {
+            "audit_log_days": 365,
+            "authz_denial_days": 90,
+            "telemetry_days": 30,
+            "webhook_delivery_days": 30,
+        },
         "job_types": [
             {
                 "name": "default",
@@ -275,6 +280,7 @@ def test_retention_deletes_audit_rows_older_than_the_setting(
         "audit_log_days": 7,
         "authz_denial_days": 90,
         "telemetry_days": 30,
+        "webhook_delivery_days": 30,
     }
     with psycopg.connect(server.env["TREADLE_DATABASE_URL"], autocommit=True) as conn:
         # Age the organization's first row past the retention; keep the settings change fresh.

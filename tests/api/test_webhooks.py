@@ -360,3 +360,28 @@ def test_other_tenants_and_lesser_roles_are_kept_out(
         f"/v1/webhooks/{hook['id']}/deliveries/{sent['id']}/retry", headers=bearer(org["owner"])
     )
     assert crossed.status_code == 404
+
+
+def test_finished_deliveries_past_the_retention_are_swept(
+    client: httpx.Client, org: dict, receiver: Receiver, server: Server
+) -> None:
+    hook, _ = endpoint(client, org, receiver, topics=["nothing.here"])
+    put = client.put(
+        f"/v1/organizations/{org['id']}/settings",
+        json={"retention": {"webhook_delivery_days": 1}},
+        headers=bearer(org["owner"]),
+    )
+    assert put.status_code == 200, put.text
+    for _ in range(2):
+        client.post(f"/v1/webhooks/{hook['id']}/test", headers=bearer(org["owner"]))
+    old, fresh = sorted(settled(client, org, hook, 2), key=lambda d: d["created_at"])
+    assert old["status"] == fresh["status"] == "succeeded"
+    with psycopg.connect(server.env["TREADLE_DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(
+            "UPDATE webhook_deliveries SET finished_at = now() - interval '2 days' WHERE id = %s",
+            (old["id"],),
+        )
+    deadline = time.monotonic() + 10  # TREADLE_RETENTION_SWEEP_SECONDS=1 in the test servers
+    while time.monotonic() < deadline and len(deliveries(client, org, hook)) > 1:
+        time.sleep(0.3)
+    assert [d["id"] for d in deliveries(client, org, hook)] == [fresh["id"]]

@@ -78,6 +78,8 @@ class Retention(msgspec.Struct, forbid_unknown_fields=True):
     authz_denial_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 90
     # Telemetry events are kept by whole days of arrival.
     telemetry_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
+    # Webhook deliveries that succeeded or are dead, by when they finished.
+    webhook_delivery_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
 
 
 EventType = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}(?!\n)$")]

@@ -10,7 +10,12 @@ from treadle.store.db import Conn
 # Taken with pg_try_advisory_xact_lock so that one process sweeps at a time.
 SWEEP_LOCK = 0x7472_6564_0001
 
-DEFAULT_DAYS = {"audit_log_days": 365, "authz_denial_days": 90, "telemetry_days": 30}
+DEFAULT_DAYS = {
+    "audit_log_days": 365,
+    "authz_denial_days": 90,
+    "telemetry_days": 30,
+    "webhook_delivery_days": 30,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,13 @@ async def sweep(conn: Conn, keep: Keep) -> dict[str, int]:
     deleted["platform_audit_logs"] = cur.rowcount
     cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= now()")
     deleted["idempotency_keys"] = cur.rowcount
+    cur = await conn.execute(
+        "DELETE FROM webhook_deliveries d USING organizations o WHERE d.organization_id = o.id"
+        " AND d.status IN ('succeeded', 'dead') AND d.finished_at < now() - make_interval("
+        "  days => coalesce((o.settings -> 'retention' ->> 'webhook_delivery_days')::int, %s))",
+        (DEFAULT_DAYS["webhook_delivery_days"],),
+    )
+    deleted["webhook_deliveries"] = cur.rowcount
     deleted["event_outbox"] = await events.prune_relayed(conn, keep.event_outbox_hours)
     deleted["mail_outbox"] = await outbox.prune(conn, keep.mail_days)
     # Whole day partitions of telemetry events, past each organization's telemetry_days.
