@@ -385,3 +385,20 @@ def test_finished_deliveries_past_the_retention_are_swept(
     while time.monotonic() < deadline and len(deliveries(client, org, hook)) > 1:
         time.sleep(0.3)
     assert [d["id"] for d in deliveries(client, org, hook)] == [fresh["id"]]
+
+
+def test_no_answer_holding_a_secret_is_kept_for_idempotent_replay(
+    client: httpx.Client, org: dict, receiver: Receiver, server: Server
+) -> None:
+    key = {"Idempotency-Key": f"hook-{time.time_ns()}", **bearer(org["owner"])}
+    body = {"url": receiver.url("/kept"), "organization_id": org["id"]}
+    first = envelope(client.post("/v1/webhooks", json=body, headers=key))["data"]
+    rotated = envelope(client.post(f"/v1/webhooks/{first['id']}/rotate", json={}, headers=key))[
+        "data"
+    ]
+    with psycopg.connect(server.env["TREADLE_DATABASE_URL"]) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM idempotency_keys WHERE key = %s", (key["Idempotency-Key"],)
+        ).fetchone()
+    assert stored == (0,)
+    assert first["secret"] != rotated["secret"]

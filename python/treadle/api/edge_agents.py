@@ -137,6 +137,8 @@ ROUTES = [
         status=201,
         permission="edge_agents.manage",
         scope=scopes.body_or_key,
+        # These three answer with a secret (a token, a credential): never stored for a replay.
+        idempotency="none",
     ),
     Route(
         "POST",
@@ -150,6 +152,7 @@ ROUTES = [
         response=Enrolled,
         status=201,
         errors=(401,),
+        idempotency="none",
     ),
     Route(
         "GET",
@@ -189,6 +192,7 @@ ROUTES = [
         permission="edge_agents.manage",
         scope=scopes.edge_agent,
         errors=(409,),
+        idempotency="none",
     ),
     Route(
         "POST",

@@ -188,6 +188,8 @@ ROUTES = [
         permission="webhooks.manage",
         scope=scopes.body_or_key,
         errors=(409,),
+        # The answer holds the secret: never stored for a replay.
+        idempotency="none",
     ),
     _route(
         "GET",
@@ -240,6 +242,7 @@ ROUTES = [
         response=WebhookWithSecret,
         permission="webhooks.manage",
         scope=scopes.webhook,
+        idempotency="none",
     ),
     _route(
         "POST",
