@@ -10,6 +10,7 @@ from treadle.bus.redis import connect
 from treadle.sealing import Sealer
 from treadle.services.accounts import Accounts
 from treadle.services.api_keys import ApiKeys
+from treadle.services.assets import Assets
 from treadle.services.authz import Authorizer
 from treadle.services.edge_agents import EdgeAgents
 from treadle.services.idempotency import Idempotency
@@ -20,7 +21,9 @@ from treadle.services.mail import Mail
 from treadle.services.ops import Ops
 from treadle.services.orgs import Organizations
 from treadle.services.passwords import Passwords
+from treadle.services.providers import Providers
 from treadle.services.ratelimits import RateLimits
+from treadle.services.secrets import Secrets
 from treadle.services.sessions import Sessions, bearer_token
 from treadle.services.teams import Teams
 from treadle.services.telemetry import Telemetry
@@ -92,6 +95,9 @@ class App:
         )
         self.orgs = Organizations(self.db, self.authz, self.invitations)
         self.ops = Ops(settings, self.db)
+        self.secrets = Secrets(settings, self.db)
+        self.providers = Providers(settings, self.db, self.secrets)
+        self.assets = Assets(settings, self.db)
         self.metrics = Metrics()
         self.shared_metrics = SharedMetrics(self.redis, settings.redis_prefix, self.metrics)
         self.table: RouteTable | None = None
@@ -105,6 +111,8 @@ class App:
         self.reaper.start()
         self.workflow_timers.start()
         self.webhook_sender.start()
+        await self.providers.start()
+        await self.assets.start()
         self.shared_metrics.start()
         await self.events.start()
 
@@ -113,6 +121,8 @@ class App:
         await self.reaper.stop()
         await self.workflow_timers.stop()
         await self.webhook_sender.stop()
+        await self.providers.stop()
+        await self.assets.stop()
         await self.shared_metrics.stop()
         await self.sweeper.stop()
         await self.api_keys.stop()

@@ -137,6 +137,9 @@ class Settings:
     webhook_disable_after_seconds: int = 5 * 86400
     webhook_poll_seconds: float = 1.0
     webhook_allow_private: bool = False
+    # --- issue 13: secrets (fields of the secrets store go here) ---
+    # --- issue 13: providers (fields of the providers gateway go here) ---
+    # --- issue 13: assets (fields of the asset store go here) ---
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
