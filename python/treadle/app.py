@@ -152,6 +152,12 @@ def build_kernel(settings: Settings) -> Kernel:
         # Set already when the kernel answers a retry from storage (the scope it acted in).
         scope = req.scope if req.scope is not None else await route.scope(req)  # type: ignore[misc]
         principal = req.principal
+        if scope is None:
+            # The resolver found the request platform-wide (operations views across every
+            # organization): only a signed-in platform admin acts there.
+            if not (principal.kind == "user" and principal.is_platform_admin):
+                raise ApiError.forbidden("only platform admins act across every organization")
+            return
         if principal.organization_id not in (None, scope.organization_id):
             # A key sees only its own organization.
             raise ApiError.not_found(f"no {scope.resource_type} with id {scope.resource_id}")

@@ -93,7 +93,9 @@ BEYOND_THE_SCHEMA = [
 # An API key acts in its own organization; a signed-in user must name one.
 FOR_SIGNED_IN_USERS = _allow(
     r"^/v1/(jobs|jobs/batch|jobs/claim|events/stream|workflow-definitions|workflow-runs"
-    r"|workflow-runs/(cancel|pause|resume)|edge-agents/enrollments)$",
+    r"|workflow-runs/(cancel|pause|resume)|edge-agents/enrollments"
+    # A schema-valid URL may still name no public address (400 url_refused).
+    r"|webhooks|webhooks/[^/]+)$",
     "400",
 )
 

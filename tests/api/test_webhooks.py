@@ -402,3 +402,33 @@ def test_no_answer_holding_a_secret_is_kept_for_idempotent_replay(
         ).fetchone()
     assert stored == (0,)
     assert first["secret"] != rotated["secret"]
+
+
+def test_a_dead_delivery_is_an_operations_failure_and_its_retry_redrives_it(
+    client: httpx.Client, org: dict, receiver: Receiver
+) -> None:
+    hook, path = endpoint(client, org, receiver, topics=["nothing.here"])
+    receiver.script(path, Answer(404, b"no such hook"))
+    client.post(f"/v1/webhooks/{hook['id']}/test", headers=bearer(org["owner"]))
+    (dead,) = settled(client, org, hook, 1)
+    assert dead["status"] == "dead"
+    listed = client.get(
+        "/v1/ops/failures",
+        params={"organization_id": org["id"], "kind": "webhook_delivery"},
+        headers=bearer(org["owner"]),
+    )
+    (item,) = envelope(listed)["data"]
+    assert (item["id"], item["error_code"], item["summary"]) == (
+        dead["id"],
+        "http_404",
+        "webhook.test",
+    )
+    retried = client.post(item["retry_url"], headers=bearer(org["owner"]))
+    assert retried.status_code == 200, retried.text
+    assert envelope(retried)["data"]["status"] == "pending"
+    assert len(receiver.wait(path, 2)) == 2
+    (row,) = settled(client, org, hook, 1)
+    assert (row["status"], row["redrives"]) == ("succeeded", 1)
+    stranger = job_org(client)
+    foreign = client.post(item["retry_url"], headers=bearer(stranger["owner"]))
+    assert foreign.status_code == 404

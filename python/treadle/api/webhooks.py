@@ -32,8 +32,8 @@ Url = Annotated[
     msgspec.Meta(
         min_length=8,
         max_length=MAX_URL_CHARS,
-        pattern=r"^https?://[^\x00-\x20\x7f]+(?!\n)$",
-        description="an http(s) URL with a public address",
+        pattern=r"^https?://[\x21-\x7e]+(?!\n)$",
+        description="an http(s) URL with a public address (ASCII: international names as xn--)",
     ),
 ]
 Topic = Annotated[str, msgspec.Meta(pattern=f"^{ONE_TOPIC}$")]

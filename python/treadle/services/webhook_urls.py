@@ -37,6 +37,8 @@ def parse(url: str) -> tuple[str, str, int]:
         raise UrlRefused(f"the URL is longer than {MAX_URL_CHARS} characters")
     if any(c <= " " or c == "\x7f" for c in url):
         raise UrlRefused("the URL holds spaces or control characters")
+    if not url.isascii():
+        raise UrlRefused("the URL must be ASCII: give an international name in its xn-- form")
     try:
         parts = urlsplit(url)
         port = parts.port

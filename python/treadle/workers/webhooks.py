@@ -71,7 +71,11 @@ class Sender(Background):
         self._free = self.concurrency
         self._wake = asyncio.Event()
         self._secrets: dict[bytes, str] = {}
-        self._batches: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Task[None]] = set()
+        # Outcomes not yet recorded, and the recorder's wake-up: a slow endpoint holds its
+        # own slot until it answers or times out, never the recording of the others.
+        self._done: list[tuple[dict[str, Any], Outcome]] = []
+        self._flush = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
@@ -86,11 +90,16 @@ class Sender(Background):
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
         ) as session:
+            recorder = asyncio.get_running_loop().create_task(self._recorder())
             try:
                 await self._loop(session)
             finally:
-                for task in list(self._batches):
-                    task.cancel()
+                for task in list(self._sending):
+                    task.cancel()  # unrecorded: their leases expire and they go again
+                recorder.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    # What was sent and answered is recorded, so it does not go twice.
+                    await asyncio.wait_for(self._record_done(), 2.0)
 
     async def _loop(self, session: aiohttp.ClientSession) -> None:
         while True:
@@ -104,28 +113,46 @@ class Sender(Background):
                     pass  # PostgreSQL away: try again on the next tick.
                 except Exception:
                     log.exception("webhook claim failed")
-            if rows:
-                self._free -= len(rows)
-                task = asyncio.get_running_loop().create_task(self._batch(session, rows))
-                self._batches.add(task)
-                task.add_done_callback(self._batches.discard)
-                if len(rows) == asked:
-                    continue  # there may be more; claim again once a batch frees room
+            self._free -= len(rows)
+            for row in rows:
+                task = asyncio.get_running_loop().create_task(self._one(session, row))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+            if rows and len(rows) == asked:
+                continue  # there may be more: claim again as soon as a slot frees
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
             self._wake.clear()
 
-    async def _batch(self, session: aiohttp.ClientSession, rows: list[dict[str, Any]]) -> None:
+    async def _one(self, session: aiohttp.ClientSession, row: dict[str, Any]) -> None:
         try:
-            outcomes = await asyncio.gather(*(self._send(session, row) for row in rows))
-            await self._record(rows, outcomes)
-        except Exception as exc:
-            # Unrecorded: the leases expire and the deliveries go again.
-            if not isinstance(exc, psycopg.Error | ApiError):
-                log.exception("webhook batch failed")
+            outcome = await self._send(session, row)
+        except Exception:
+            log.exception("webhook send failed")  # unrecorded: the lease expires
+            return
         finally:
-            self._free += len(rows)
+            self._free += 1
             self._wake.set()
+        self._done.append((row, outcome))
+        self._flush.set()
+
+    async def _recorder(self) -> None:
+        """Records outcomes as they come: what arrives while one batch is being written
+        goes in the next, so a busy sender writes few, large batches."""
+        while True:
+            await self._flush.wait()
+            self._flush.clear()
+            try:
+                await self._record_done()
+            except Exception as exc:
+                # Unrecorded: the leases expire and the deliveries go again.
+                if not isinstance(exc, psycopg.Error | ApiError):
+                    log.exception("recording webhook outcomes failed")
+
+    async def _record_done(self) -> None:
+        done, self._done = self._done, []
+        if done:
+            await self._record([row for row, _ in done], [o for _, o in done])
 
     async def _send(self, session: aiohttp.ClientSession, row: dict[str, Any]) -> Outcome:
         url = row["url"]

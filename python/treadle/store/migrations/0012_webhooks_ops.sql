@@ -1,4 +1,4 @@
--- Issue 12: webhook endpoints and their deliveries.
+-- Issue 12: webhook endpoints and their deliveries, and what the operations views read.
 
 CREATE TABLE webhook_endpoints (
     id               uuid PRIMARY KEY,
@@ -61,4 +61,8 @@ CREATE INDEX webhook_deliveries_listing ON webhook_deliveries (endpoint_id, seq 
 CREATE INDEX webhook_deliveries_head ON webhook_deliveries (endpoint_id, seq)
     WHERE status IN ('pending', 'sending');
 CREATE INDEX webhook_deliveries_dead ON webhook_deliveries (organization_id, finished_at DESC)
+    WHERE status = 'dead';
+
+-- Operations views: dead jobs, listed newest first across organizations or in one.
+CREATE INDEX jobs_dead ON jobs (organization_id, (coalesce(completed_at, updated_at)) DESC)
     WHERE status = 'dead';
