@@ -188,3 +188,35 @@ def test_deliveries_in_flight_when_the_server_is_killed_go_again_after_restart(
         assert len(got) >= 40 and len({r.webhook_id for r in got}) == 20
     finally:
         second.stop()
+
+
+def test_two_server_processes_deliver_each_event_exactly_once(
+    storage: dict[str, str], tmp_path, receiver: Receiver
+) -> None:
+    # A timeout long enough that no attempt is given up on a loaded machine: a retry would
+    # be a second delivery of the same event, rightly, and not what this test is about.
+    server = _start(storage, tmp_path, workers="2", webhook_timeout_seconds="30")
+    path = "/two-workers"
+    try:
+        with server.client() as client:
+            org = job_org(client)
+            hook = envelope(_hook(client, org, receiver.url(path), topics=["job.queued"]))["data"]
+            receiver.expect(path, hook["secret"])
+            response = client.post(
+                "/v1/jobs/batch",
+                json={"jobs": [{"type": "render"} for _ in range(200)]},
+                headers={**org["submit"], "Idempotency-Key": secrets.token_hex(8)},
+            )
+            assert response.status_code == 201, response.text
+            got = receiver.wait(path, 200, timeout=30)
+            time.sleep(1.0)  # anything sent twice would have arrived by now
+        got = receiver.at(path)
+        assert len(got) == 200 and len({r.event["job_id"] for r in got}) == 200
+        assert all(r.verified_by for r in got)
+        with psycopg.connect(storage["TREADLE_DATABASE_URL"]) as conn:
+            attempts = conn.execute(
+                "SELECT attempts, count(*) FROM webhook_deliveries GROUP BY 1"
+            ).fetchall()
+        assert attempts == [(1, 200)]
+    finally:
+        server.stop()
