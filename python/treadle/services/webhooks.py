@@ -64,7 +64,7 @@ class Webhooks:
                     "id": endpoint_id,
                     "organization_id": org_id,
                     "secret": self._seal(secret, endpoint_id),
-                    "created_by": actor.signed_in.account if actor.principal else None,
+                    "created_by": actor.signed_in.account,
                 },
             )
             await audit.record(

@@ -69,11 +69,8 @@ async def endpoints_in_org(conn: Conn, org_id: UUID, limit: int, before: Any) ->
     return await cur.fetchall()
 
 
-_EDITABLE = ("url", "description", "topics", "enabled", "ordered", "disabled_reason")
-
-
 async def update_endpoint(conn: Conn, endpoint_id: UUID, changes: Row) -> Row:
-    """Set ``changes`` (columns of ``_EDITABLE``, ``secret`` and ``previous_*``)."""
+    """Set ``changes``: column names (the service's, never a caller's) to values."""
     sets = ", ".join(f"{name} = %({name})s" for name in changes)
     cur = await conn.execute(
         f"UPDATE webhook_endpoints SET {sets}, updated_at = now() WHERE id = %(endpoint_id)s"
