@@ -551,3 +551,34 @@ def webhook_sign(secrets: Sequence[str], msg_id: str, timestamp: int, body: byte
 def webhook_verify(secret_: str, msg_id: str, timestamp: int, body: bytes, header: str) -> bool:
     """Whether one of the ``v1`` signatures in ``header`` is ``secret_``'s for the message
     (constant-time); the timestamp's age is the caller's to check."""
+
+# --- content digests -----------------------------------------------------------------------
+
+__all__ += ["ContentDigest"]
+
+@final
+class ContentDigest:
+    """BLAKE3 of the chunks fed so far, as ``blake3:<64 hex>`` (assets hash their content
+    while it streams in)."""
+
+    def __init__(self) -> None: ...
+    def update(self, chunk: bytes) -> None:
+        """Feed the next chunk (chunks of 64 KiB or more are hashed with the GIL released)."""
+    @property
+    def size(self) -> int:
+        """Bytes fed so far."""
+    def finish(self) -> str:
+        """``blake3:`` and 64 lowercase hex digits, of what was fed so far."""
+
+# --- token estimates (providers gateway) ---------------------------------------------------
+
+__all__ += ["estimate_chat_tokens", "estimate_tokens"]
+
+def estimate_tokens(text: str) -> int:
+    """The estimated number of tokens in ``text`` (a heuristic after byte-pair encoders,
+    erring high; see ``treadle_core::tokens``). The GIL is released for large texts."""
+
+def estimate_chat_tokens(contents: Sequence[str]) -> int:
+    """The estimated prompt tokens of a chat request whose messages hold ``contents``: each
+    one's tokens, 4 per message for its framing and 3 for the reply's priming. The GIL is
+    released when the contents are large."""

@@ -82,6 +82,7 @@
 
 pub mod authz;
 mod ct;
+pub mod digest;
 pub mod error;
 pub mod fanout;
 mod hex;
@@ -92,6 +93,7 @@ pub mod keys;
 pub mod ratelimit;
 pub mod router;
 mod token;
+pub mod tokens;
 pub mod webhooks;
 
 pub use ct::constant_time_eq;

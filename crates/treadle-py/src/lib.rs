@@ -7,6 +7,7 @@
 
 mod api_keys;
 mod authz;
+mod digest;
 mod errors;
 mod fanout;
 mod gil;
@@ -17,6 +18,7 @@ mod key_cache;
 mod keys;
 mod ratelimit;
 mod router;
+mod tokens;
 mod webhooks;
 
 use pyo3::prelude::*;
@@ -47,8 +49,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<fanout::Hub>()?;
     m.add_class::<fanout::Subscription>()?;
     ingest::register(m)?;
+    tokens::register(m)?;
     m.add_function(wrap_pyfunction!(webhooks::webhook_secret, m)?)?;
     m.add_function(wrap_pyfunction!(webhooks::webhook_sign, m)?)?;
     m.add_function(wrap_pyfunction!(webhooks::webhook_verify, m)?)?;
+    m.add_class::<digest::ContentDigest>()?;
     Ok(())
 }
