@@ -1,4 +1,4 @@
-"""The ``treadle`` command: serve, migrate, version, admin."""
+"""The ``treadle`` command: serve, migrate, version, admin, secrets."""
 
 from __future__ import annotations
 
@@ -71,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("email")
     admin.add_argument("--data-dir", help="TREADLE_DATA_DIR (default ./.treadle)")
     admin.set_defaults(run=_admin)
+
+    secrets_cmd = commands.add_parser("secrets", help="manage the keys of stored credentials")
+    secrets_cmd.add_argument(
+        "action", choices=["rotate-key"], help="re-wrap every data key under a new key version"
+    )
+    secrets_cmd.add_argument("--batch", type=int, default=100, help="data keys per transaction")
+    secrets_cmd.add_argument("--data-dir", help="TREADLE_DATA_DIR (default ./.treadle)")
+    secrets_cmd.set_defaults(run=_secrets)
     return parser
 
 
@@ -250,6 +258,23 @@ async def _set_admin(settings: Settings, email: str, value: bool) -> dict[str, o
         await Invalidator(client, settings.redis_prefix).publish("user", row["id"])
         await client.aclose()
     return row
+
+
+def _secrets(settings: Settings, args: argparse.Namespace) -> int:
+    from treadle.services.secrets import RotationError, rotate_key
+
+    if args.batch < 1:
+        raise StartupError(f"--batch must be at least 1, not {args.batch}")
+    with storage(_secret(settings)) as ready:
+        try:
+            done = asyncio.run(
+                rotate_key(ready, args.batch, lambda n: print(f"re-wrapped {n}", flush=True))
+            )
+        except RotationError as exc:
+            raise StartupError(str(exc)) from None
+    verb = "finished the rotation to" if done.resumed else "rotated to"
+    print(f"{verb} key version {done.version}: {done.rewrapped} data keys re-wrapped")
+    return 0
 
 
 if __name__ == "__main__":

@@ -137,9 +137,46 @@ class Settings:
     webhook_disable_after_seconds: int = 5 * 86400
     webhook_poll_seconds: float = 1.0
     webhook_allow_private: bool = False
-    # --- issue 13: secrets (fields of the secrets store go here) ---
-    # --- issue 13: providers (fields of the providers gateway go here) ---
-    # --- issue 13: assets (fields of the asset store go here) ---
+    # Platform key-encryption keys of organizations' data keys, by version:
+    # "VERSION:KEY,VERSION:KEY" (each key at least 32 bytes). A version not listed is
+    # derived from secret_key. `treadle secrets rotate-key` re-wraps every data key under
+    # the highest listed version above the current one (or the next, derived): list the
+    # new key on every server first, keep the old one listed until the rotation is done.
+    secrets_keys: str = ""
+    # Model providers: the HTTP pool of provider calls (connections in all, and per host),
+    # the output tokens an estimate assumes when a call gives no max_tokens, the prompt
+    # characters a call may carry, the backoff of retries (base, and cap: a Retry-After
+    # longer than the cap gives up instead of waiting), the circuit breaker (consecutive
+    # failures that open it, seconds it stays open), how long revealed credentials,
+    # configurations and budgets are kept in memory, and whether base URLs may name
+    # private, loopback or link-local addresses (self-hosted models on a private network).
+    provider_max_connections: int = 512
+    provider_max_connections_per_host: int = 256
+    provider_default_max_tokens: int = 1024
+    provider_max_prompt_chars: int = 400_000
+    provider_retry_base_seconds: float = 0.25
+    provider_retry_max_seconds: float = 8.0
+    provider_breaker_failures: int = 5
+    provider_breaker_seconds: float = 30.0
+    provider_credential_cache_seconds: float = 60.0
+    provider_config_cache_seconds: float = 5.0
+    provider_allow_private: bool = False
+    # Call and usage records are written in batches this often (see services/provider_usage).
+    provider_usage_flush_seconds: float = 0.05
+    # Assets: where the bytes live ("file": under data_dir/assets; "s3": a bucket of an
+    # S3-compatible server at asset_s3_url, or AWS when empty), the largest upload (413
+    # past it, refused while it streams), and the longest a signed download link may live.
+    # S3 credentials: asset_s3_access_key/secret_key, else boto3's own chain (AWS_* vars).
+    asset_store: str = "file"
+    asset_max_bytes: int = 5 * 1024**3
+    asset_link_max_ttl_seconds: int = 7 * 86400
+    asset_s3_url: str = ""
+    asset_s3_bucket: str = ""
+    asset_s3_region: str = "us-east-1"
+    asset_s3_prefix: str = ""
+    asset_s3_access_key: str = ""
+    asset_s3_secret_key: str = ""
+    asset_s3_part_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -233,6 +270,9 @@ class Settings:
             raise SettingsError(
                 f"redis_prefix must not contain '{{' or '}}', not {self.redis_prefix!r}"
             )
+        from treadle.services.secrets import parse_keys
+
+        parse_keys(self.secrets_keys)  # raises SettingsError, never quoting a key
         if self.workers < 1:
             raise SettingsError(f"workers must be at least 1, not {self.workers}")
         # Empty means "generate one into the data directory" (treadle serve does).

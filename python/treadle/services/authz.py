@@ -33,8 +33,18 @@ _READ = [
     "events.read",
     "workflows.read",
     "telemetry.read",
+    "assets.read",
+    "providers.read",
 ]
-_MEMBER = [*_READ, "jobs.submit", "jobs.manage", "workflows.run", "approvals.decide"]
+_MEMBER = [
+    *_READ,
+    "jobs.submit",
+    "jobs.manage",
+    "workflows.run",
+    "approvals.decide",
+    "assets.write",
+    "providers.execute",
+]
 _ADMIN = [
     *_MEMBER,
     "workflows.manage",
@@ -56,8 +66,11 @@ _ADMIN = [
     "edge_agents.manage",
     "webhooks.read",
     "webhooks.manage",
+    "secrets.read",
+    "secrets.manage",
     "ops.read",
     "ops.retry",
+    "providers.manage",
 ]
 ORG_ROLES: dict[str, list[str]] = {
     "viewer": _READ,

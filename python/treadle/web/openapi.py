@@ -14,17 +14,21 @@ _PARAM = re.compile(r"\{(\w+)\}")
 _ERROR_CODES = {
     400: "bad_request / validation_failed",
     401: "unauthenticated",
+    402: "budget_exceeded",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict / idempotency_in_flight",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    416: "range_not_satisfiable",
     422: "idempotency_key_reused",
     428: "idempotency_key_required",
     429: "rate_limited / too_many_streams",
     500: "internal",
-    503: "unavailable",
+    502: "provider_error",
+    503: "unavailable / provider_unavailable",
+    504: "provider_timeout",
 }
 
 _ENVELOPE_PARTS: dict[str, Any] = {
@@ -201,8 +205,17 @@ def _operation(
         .replace("-", "_")
         or "root",
     }
+    shaped = {p.name: p for p in route.path_params}
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        if name not in shaped
+        else {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": shaped[name].description,
+            "schema": shaped[name].schema,
+        }
         for name in _PARAM.findall(route.path)
     ]
     parameters += [
@@ -295,7 +308,7 @@ def _error_statuses(route: Route) -> list[int]:
         # Not allowed here; an organization the caller does not belong to does not exist.
         statuses |= {403, 404}
     bodied = route.body is not None or route.raw_body is not None
-    if bodied or route.params:
+    if bodied or route.params or route.path_params:
         statuses.add(400)
     if bodied:
         statuses |= {413, 415}

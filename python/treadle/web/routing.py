@@ -46,6 +46,8 @@ class Route:
     response: Any = None
     status: int = 200
     params: tuple[Param, ...] = ()
+    # Schemas of path placeholders (by name) that are more than any string.
+    path_params: tuple[Param, ...] = ()
     idempotency: Idempotency = "auto"
     # The action the caller must be allowed, checked by the kernel in the resolved scope.
     permission: str | None = None
@@ -68,6 +70,10 @@ class Route:
     # A body the handler takes as bytes, undecoded (``req.data``): its media types and the
     # schema of each, for the OpenAPI document. Idempotency still sees the bytes.
     raw_body: dict[str, Any] | None = None
+    # The handler reads the body itself as it arrives (``req.stream(limit)``, its own
+    # limit); the kernel reads none of it. ``raw_body`` documents its media types. The
+    # Idempotency-Key layer would read the whole body first: such a route has none.
+    stream_body: bool = False
 
     @property
     def idempotent(self) -> Idempotency:
