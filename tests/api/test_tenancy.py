@@ -129,6 +129,7 @@ def test_settings_round_trip_and_validation(client: httpx.Client) -> None:
             "allowed_types": [],
             "flush_interval_seconds": 10,
         },
+        "monthly_budget": None,
     }
     new = {"branding": {"display_name": "Acme", "primary_color": "#112233"}}
     put = client.put(path, json=new, headers=bearer(owner))

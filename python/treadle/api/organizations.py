@@ -118,6 +118,9 @@ class OrgSettings(msgspec.Struct, forbid_unknown_fields=True):
         default_factory=lambda: [JobType(name="default")]
     )
     telemetry: TelemetryPolicy = msgspec.field(default_factory=TelemetryPolicy)
+    # The most model-provider calls may cost in a calendar month (UTC), in the prices'
+    # currency; a call whose estimate would pass it is refused (402) before it is made.
+    monthly_budget: Annotated[float, msgspec.Meta(ge=0, le=1e12)] | None = None
 
 
 class Organization(msgspec.Struct):
