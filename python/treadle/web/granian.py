@@ -17,22 +17,28 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from treadle.web.errors import ApiError
-from treadle.web.request import BodyReader, Headers, Request, read_whole
+from treadle.web.request import BodyReader, ChunkReader, Headers, Request, read_whole
 from treadle.web.response import Response
 from treadle.web.websocket import Upgrade, websocket_request
 
 
+def _declared(scope: Any, limit: int) -> int | None:
+    declared = scope.headers.get("content-length")
+    if declared is None:
+        return None
+    try:
+        size = int(declared)
+    except ValueError:
+        raise ApiError.bad_request("Content-Length is not a number") from None
+    # Refuse before reading: the client may be sending gigabytes.
+    if size > limit:
+        raise ApiError.payload_too_large(limit)
+    return size
+
+
 def _reader(scope: Any, proto: Any) -> BodyReader:
     async def read(limit: int) -> bytes:
-        declared = scope.headers.get("content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                raise ApiError.bad_request("Content-Length is not a number") from None
-            # Refuse before reading: the client may be sending gigabytes.
-            if size > limit:
-                raise ApiError.payload_too_large(limit)
+        if _declared(scope, limit) is not None:
             whole: bytes = await proto()
             return whole
         body = bytearray()
@@ -41,6 +47,19 @@ def _reader(scope: Any, proto: Any) -> BodyReader:
             if len(body) > limit:
                 raise ApiError.payload_too_large(limit)
         return bytes(body)
+
+    return read
+
+
+def _chunks(scope: Any, proto: Any) -> ChunkReader:
+    async def read(limit: int) -> AsyncIterator[bytes]:
+        _declared(scope, limit)
+        seen = 0
+        async for chunk in proto:
+            seen += len(chunk)
+            if seen > limit:
+                raise ApiError.payload_too_large(limit)
+            yield chunk
 
     return read
 
@@ -77,10 +96,15 @@ class GranianApp:
             Headers(scope.headers.get, scope.headers.__contains__),
             _reader(scope, proto),
             scope.client,
+            _chunks(scope, proto),
         )
         response: Response = await self.kernel.handle(req)
         if response.stream is None:
             proto.response_bytes(response.status, response.headers, response.body)
+            return
+        if response.file is not None:
+            await _close(response.stream)
+            proto.response_file_range(response.status, response.headers, *response.file)
             return
         transport = proto.response_stream(response.status, response.headers)
         await _stream(response.stream, transport, proto)

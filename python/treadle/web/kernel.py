@@ -62,6 +62,9 @@ class Kernel:
         guarded = [r.path for r in table.routes if r.permission and r.scope is None]
         if guarded or (authorize is None and any(r.permission for r in table.routes)):
             raise ValueError(f"routes with a permission need a scope and an authorizer: {guarded}")
+        streamed = [r.path for r in table.routes if r.stream_body and r.idempotent != "none"]
+        if streamed:
+            raise ValueError(f"routes with a streamed body take no Idempotency-Key: {streamed}")
         self.app = app
         self.metrics = metrics if metrics is not None else Metrics()
         self.on_startup: list[Hook] = []
@@ -138,7 +141,7 @@ class Kernel:
             # With no principal, the admitter charges the client address instead.
             req.response_headers = await self.admit(req, route)
         replay = None
-        if route.body is not None or route.raw_body is not None:
+        if (route.body is not None or route.raw_body is not None) and not route.stream_body:
             settings = self.settings
             raw = await req.body(
                 settings.max_batch_body_bytes if route.batch else settings.max_body_bytes

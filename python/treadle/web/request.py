@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -10,6 +10,8 @@ from treadle.web.errors import ApiError
 
 # Reads at most `limit` bytes of body; raises ApiError(413) past it without reading the rest.
 BodyReader = Callable[[int], Awaitable[bytes]]
+# Yields the body as it arrives, at most `limit` bytes in all; raises ApiError(413) past it.
+ChunkReader = Callable[[int], AsyncIterator[bytes]]
 
 
 class Headers:
@@ -39,6 +41,7 @@ class Headers:
 class Request:
     __slots__ = (
         "_body",
+        "_chunks",
         "_query",
         "_reader",
         "app",
@@ -67,6 +70,7 @@ class Request:
         headers: Headers,
         reader: BodyReader,
         client: str = "",
+        chunks: ChunkReader | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -74,6 +78,7 @@ class Request:
         self.headers = headers
         self.client = client
         self._reader = reader
+        self._chunks = chunks
         self._body: bytes | None = None
         self._query: dict[str, list[str]] | None = None
         self.params: dict[str, str] = {}
@@ -97,6 +102,19 @@ class Request:
         if self._body is None:
             self._body = await self._reader(limit)
         return self._body
+
+    def stream(self, limit: int) -> AsyncIterator[bytes]:
+        """The body in chunks as it arrives (routes with ``stream_body``), at most ``limit``
+        bytes (413 past it, raised while streaming). A server that hands over the whole
+        body already read (Robyn) gives it as one chunk."""
+        if self._chunks is not None and self._body is None:
+            return self._chunks(limit)
+        return self._whole(limit)
+
+    async def _whole(self, limit: int) -> AsyncIterator[bytes]:
+        body = await self.body(limit)
+        if body:
+            yield body
 
     @property
     def query(self) -> dict[str, list[str]]:

@@ -10,9 +10,14 @@ JSON = "application/json"
 
 
 class Response:
-    """A complete response (``body``) or a streamed one (``stream``)."""
+    """A complete response (``body``) or a streamed one (``stream``).
 
-    __slots__ = ("body", "headers", "status", "stream")
+    ``file`` may name the bytes of ``stream`` as a range ``(path, start, end)`` of a file
+    (end exclusive): a server that can send a file itself does, reading it only as fast as
+    the client takes it (Granian's streams queue whatever is sent, unbounded).
+    """
+
+    __slots__ = ("body", "file", "headers", "status", "stream")
 
     def __init__(
         self,
@@ -21,6 +26,7 @@ class Response:
         headers: HeaderList | None = None,
         content_type: str = JSON,
         stream: AsyncIterator[bytes] | None = None,
+        file: tuple[str, int, int] | None = None,
     ) -> None:
         self.status = status
         self.body = body
@@ -28,3 +34,4 @@ class Response:
         if headers:
             self.headers.extend(headers)
         self.stream = stream
+        self.file = file

@@ -8,8 +8,10 @@ per worker, each running ``python -m treadle.web.robyn``. Robyn 0.88 needs the h
   outside Robyn's list (``PROPFIND``) still gets Robyn's plain-text 405: it never reaches
   Python.
 - It hands over the body already read, as ``str`` when it is valid UTF-8 and ``bytes``
-  otherwise, and rewrites multipart bodies. Every body this API reads is UTF-8 text, so
-  bytes, compressed bodies and bodies that changed length are refused with 415.
+  otherwise, and rewrites multipart bodies. Every body this API decodes is UTF-8 text, so
+  bytes, compressed bodies and bodies that changed length are refused with 415. A route
+  that streams its body (asset uploads) gets it here as one chunk, bytes or text alike,
+  already whole in memory: a limitation of this server; multipart bodies stay refused.
 - Its process never exits on SIGTERM or SIGINT: actix stops serving, Python keeps running.
   The child stops its own event loop once actix has drained; the supervisor forwards
   signals and kills a child that overstays ``shutdown_timeout``.
@@ -26,13 +28,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
 from treadle.settings import Settings
 from treadle.web.errors import ApiError
 from treadle.web.kernel import Kernel
-from treadle.web.request import BodyReader, Headers, Request
+from treadle.web.request import BodyReader, ChunkReader, Headers, Request
 from treadle.web.response import Response
 
 log = logging.getLogger("treadle.server")
@@ -65,7 +68,7 @@ def _declared_length(headers: Any) -> int | None:
         return None
 
 
-def _reader(body: str | bytes | None, headers: Any) -> BodyReader:
+def _reader(body: str | bytes | None, headers: Any, binary: bool = False) -> BodyReader:
     async def read(limit: int) -> bytes:
         declared = _declared_length(headers)
         if declared is not None and declared > limit:
@@ -75,12 +78,12 @@ def _reader(body: str | bytes | None, headers: Any) -> BodyReader:
             raise ApiError.unsupported_media_type(
                 f"Content-Encoding {encoding} is not supported; send the body uncompressed"
             )
-        if isinstance(body, bytes):
+        if isinstance(body, bytes) and not binary:
             # Robyn gives bytes only for a body that is not UTF-8, which no route reads.
             raise ApiError.unsupported_media_type(
                 "the request body is not UTF-8 text; send JSON, YAML or TOML in UTF-8"
             )
-        data = (body or "").encode()
+        data = body if isinstance(body, bytes) else (body or "").encode()
         if len(data) > limit:
             raise ApiError.payload_too_large(limit)
         if declared is not None and declared != len(data):
@@ -91,6 +94,15 @@ def _reader(body: str | bytes | None, headers: Any) -> BodyReader:
                 "send uncompressed UTF-8 JSON, YAML or TOML"
             )
         return data
+
+    return read
+
+
+def _chunks(body: str | bytes | None, headers: Any) -> ChunkReader:
+    async def read(limit: int) -> AsyncIterator[bytes]:
+        data = await _reader(body, headers, binary=True)(limit)
+        if data:
+            yield data
 
     return read
 
@@ -108,6 +120,7 @@ def to_request(raw: Any) -> Request:
         Headers(headers.get),
         _reader(raw.body, headers),
         raw.ip_addr or "",
+        _chunks(raw.body, headers),
     )
 
 
