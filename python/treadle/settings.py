@@ -270,6 +270,14 @@ class Settings:
             raise SettingsError(
                 f"redis_prefix must not contain '{{' or '}}', not {self.redis_prefix!r}"
             )
+        if self.asset_store not in ("file", "s3"):
+            raise SettingsError(f"asset_store must be 'file' or 's3', not {self.asset_store!r}")
+        if self.asset_max_bytes < 0:
+            raise SettingsError(f"asset_max_bytes must be at least 0, not {self.asset_max_bytes}")
+        if self.asset_link_max_ttl_seconds < 1:
+            raise SettingsError("asset_link_max_ttl_seconds must be at least 1")
+        if self.asset_store == "s3" and not self.asset_s3_bucket:
+            raise SettingsError("asset_store=s3 needs asset_s3_bucket")
         from treadle.services.secrets import parse_keys
 
         parse_keys(self.secrets_keys)  # raises SettingsError, never quoting a key

@@ -38,6 +38,11 @@ def test_round_trip_through_environment() -> None:
         ({"TREADLE_DB_POOL_MIN": "11"}, "must be between 0 and db_pool_max"),
         ({"TREADLE_DB_PREPARE_THRESHOLD": "-2"}, "db_prepare_threshold must be -1"),
         ({"TREADLE_DB_PREPARE_THRESHOLD": "soon"}, "is not a valid int"),
+        ({"TREADLE_WEBHOOK_RETRY_SCHEDULE": "5,soon"}, "webhook_retry_schedule: give"),
+        ({"TREADLE_WEBHOOK_CONCURRENCY": "0"}, "webhook_concurrency must be at least 1"),
+        ({"TREADLE_ASSET_STORE": "ftp"}, "asset_store must be 'file' or 's3'"),
+        ({"TREADLE_ASSET_STORE": "s3"}, "asset_store=s3 needs asset_s3_bucket"),
+        ({"TREADLE_ASSET_LINK_MAX_TTL_SECONDS": "0"}, "asset_link_max_ttl_seconds must be"),
     ],
 )
 def test_bad_values_say_what_to_fix(env: dict[str, str], fragment: str) -> None:

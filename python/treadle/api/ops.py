@@ -158,10 +158,10 @@ def reach(req: Request) -> Reach:
 async def failure_scope(req: Request) -> Scope | None:
     """The organization of the failure the path names; platform-wide for a platform
     admin. Mail has no organization: only platform admins see it (404 for others)."""
+    if _platform(req.principal):
+        return None  # the handler finds the failure (or answers 404)
     kind, ident = _target(req)
     org_id = await req.app.ops.owner(kind, ident)
-    if _platform(req.principal):
-        return None
     if org_id is None:
         raise ApiError.not_found(f"no {kind} with id {ident}")
     return Scope(org_id, kind, str(ident))
@@ -242,7 +242,8 @@ def _target(req: Request) -> tuple[str, UUID | int]:
 async def retry(req: Request) -> Any:
     kind, ident = _target(req)
     app = req.app
-    org_id = await app.ops.owner(kind, ident)
+    # The scope resolver read the failure's organization already, except for platform admins.
+    org_id = req.scope.organization_id if req.scope else await app.ops.owner(kind, ident)
     who = actor(req)
     if kind == "job":
         resource = await app.ops.retry_job(who, ident, app.jobs)

@@ -30,7 +30,7 @@ from treadle.services import audit
 from treadle.services.asset_s3 import S3Store
 from treadle.services.asset_store import CHUNK_BYTES, AssetStore, Chunks, FileStore
 from treadle.services.principal import Actor
-from treadle.settings import Settings, SettingsError
+from treadle.settings import Settings
 from treadle.store import assets as store
 from treadle.store.db import Database, after_commit
 from treadle.web.errors import ApiError
@@ -38,18 +38,6 @@ from treadle.web.errors import ApiError
 log = logging.getLogger("treadle.assets")
 Row = dict[str, Any]
 LINK_CONTEXT = "treadle 2026 asset download links"
-
-
-def _settings_problem(settings: Settings) -> str | None:
-    if settings.asset_store not in ("file", "s3"):
-        return f"asset_store must be 'file' or 's3', not {settings.asset_store!r}"
-    if settings.asset_max_bytes < 0:
-        return f"asset_max_bytes must be at least 0, not {settings.asset_max_bytes}"
-    if settings.asset_link_max_ttl_seconds < 1:
-        return "asset_link_max_ttl_seconds must be at least 1"
-    if settings.asset_store == "s3" and not settings.asset_s3_bucket:
-        return "asset_store=s3 needs asset_s3_bucket"
-    return None
 
 
 def _store(settings: Settings) -> AssetStore:
@@ -70,9 +58,6 @@ class Assets:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        problem = _settings_problem(settings)
-        if problem:
-            raise SettingsError(problem)
         self.max_bytes = settings.asset_max_bytes
         self.max_ttl = settings.asset_link_max_ttl_seconds
         self.link_key = _core.derive_key(LINK_CONTEXT, settings.secret_key.encode())

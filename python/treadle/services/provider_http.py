@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from treadle.services.provider_resilience import Upstream, from_status, retry_after
+from treadle import retry_after
+from treadle.services.provider_resilience import Upstream, from_status
 
 # The largest answer (or error body) read from a provider, and the largest event.
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
@@ -55,7 +56,7 @@ async def _read(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 async def _refusal(resp: aiohttp.ClientResponse) -> Upstream:
-    asked = retry_after(resp.headers.get("retry-after"))
+    asked = retry_after.parse(resp.headers.get("retry-after"))
     try:
         await resp.content.read(MAX_ERROR_BYTES)
     except (*_CONNECTION, TimeoutError):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from treadle.web.errors import ApiError
 
@@ -101,27 +99,6 @@ def from_status(status: int, retry_after: float | None) -> Upstream:
         counts=False,
         reason="request_rejected",
     )
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (a number or an HTTP date), if readable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        current = datetime.now(UTC).timestamp() if now is None else now
-        seconds = moment.timestamp() - current
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, min(seconds, 86_400.0))
 
 
 def backoff(attempt: int, base: float, cap: float, asked: float | None) -> float | None:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from treadle.store.db import Conn
+from treadle.store.db import Conn, paged
 from treadle.store.events import NOTIFY_CHANNEL
 
 Row = dict[str, Any]
@@ -183,15 +183,15 @@ WITH live AS (
            min(queued_at) FILTER (WHERE status = 'queued') AS oldest_queued_at
     FROM jobs
     WHERE status IN ('queued', 'running')
-      AND (%(org)s::uuid IS NULL OR organization_id = %(org)s::uuid)
+      AND (%s::uuid IS NULL OR organization_id = %s::uuid)
     GROUP BY organization_id, type
 ), claims AS (
     SELECT j.organization_id, j.type, count(*) AS claims
     FROM event_outbox e JOIN jobs j ON j.id = e.job_id
     WHERE e.topic = 'job.running'
-      AND (e.relayed_at >= now() - make_interval(secs => %(window)s) OR e.relayed_at IS NULL)
-      AND e.created_at >= now() - make_interval(secs => %(window)s)
-      AND (%(org)s::uuid IS NULL OR e.organization_id = %(org)s::uuid)
+      AND (e.relayed_at >= now() - make_interval(secs => %s) OR e.relayed_at IS NULL)
+      AND e.created_at >= now() - make_interval(secs => %s)
+      AND (%s::uuid IS NULL OR e.organization_id = %s::uuid)
     GROUP BY j.organization_id, j.type
 )
 SELECT organization_id, type,
@@ -210,18 +210,9 @@ async def queues(
 ) -> tuple[list[Row], int]:
     """Per organization and job type: depth, age and claim rate, the oldest backlog first;
     and how many such rows there are in all."""
-    args = {"org": org_id, "window": window_seconds, "limit": limit, "offset": offset}
-    cur = await conn.execute(_QUEUES + " LIMIT %(limit)s OFFSET %(offset)s", args)
-    rows = await cur.fetchall()
-    if not rows and offset > 0:
-        # Past the end: the page is empty, but the total is still wanted.
-        cur = await conn.execute(_QUEUES + " LIMIT 1", args)
-        first = await cur.fetchone()
-        return [], int(first["total"]) if first else 0
-    total = int(rows[0]["total"]) if rows else 0
-    for row in rows:
-        del row["total"]
-    return rows, total
+    # In the statement's order: the organization twice, the window twice, the organization twice.
+    args = (org_id, org_id, window_seconds, window_seconds, org_id, org_id)
+    return await paged(conn, _QUEUES, args, limit, offset)
 
 
 def _age(column: str) -> str:

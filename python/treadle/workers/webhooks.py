@@ -18,13 +18,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import psycopg
 
 from treadle import _core
+from treadle import retry_after as retry_after_header
 from treadle.background import Background
 from treadle.sealing import Sealer
 from treadle.services.webhook_urls import GuardedResolver, UrlRefused, check_address, literal, parse
@@ -39,8 +39,6 @@ log = logging.getLogger("treadle.webhooks")
 # How much of an answer's body is kept with the delivery.
 RESPONSE_BYTES = 1024
 ERROR_CHARS = 500
-# A Retry-After past this is taken as this.
-MAX_RETRY_AFTER = 86400.0
 USER_AGENT = "treadle-webhooks/1"
 
 
@@ -205,7 +203,7 @@ class Sender(Background):
         attempt = row["attempts"]
         if attempt > len(self.schedule):
             return Outcome("dead", None, None, None, latency, f"{error}; last attempt ({attempt})")
-        delay = max(self.schedule[attempt - 1], _retry_after(retry_after))
+        delay = max(self.schedule[attempt - 1], retry_after_header.parse(retry_after) or 0.0)
         return Outcome("pending", delay, None, None, latency, error[:ERROR_CHARS])
 
     def _headers(self, row: dict[str, Any]) -> dict[str, str]:
@@ -270,20 +268,6 @@ class Sender(Background):
                 "webhook endpoint disabled",
                 extra={"webhook_id": str(endpoint["id"]), "reason": endpoint["disabled_reason"]},
             )
-
-
-def _retry_after(value: str | None) -> float:
-    """Seconds a ``Retry-After`` (seconds or an HTTP date) asks for; 0 if none or garbled."""
-    if not value:
-        return 0.0
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        wait = parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return 0.0
-    return min(max(wait, 0.0), MAX_RETRY_AFTER)
 
 
 def _reason(exc: BaseException) -> str:
