@@ -261,20 +261,7 @@ def _transactions(store: servers.Storage) -> int:
 def bare_pg(
     workers: int, store: servers.Storage, tmp: Path, pool_min: int, pool_max: int, threshold: str
 ) -> servers.Target:
-    argv = [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "rsgi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-        "--workers",
-        str(workers),
-        "hello_granian_pg:app",
-    ]
+    argv = servers.granian_argv("hello_granian_pg:app", workers)
     env = {
         "HELLO_PG_DATABASE_URL": store.database_url,
         "HELLO_PG_POOL_MIN": str(pool_min),

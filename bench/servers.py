@@ -186,22 +186,28 @@ class Target:
                 child.kill()
 
 
+def granian_argv(app: str, workers: int) -> list[str]:
+    """The command serving the RSGI ``app`` ("module:attribute", a module of bench/) with
+    Granian's own CLI on {port}."""
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "rsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--workers",
+        str(workers),
+        app,
+    ]
+
+
 def bare(kind: str, workers: int, tmp: Path) -> Target:
     if kind == "granian":
-        argv = [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            "rsgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--workers",
-            str(workers),
-            "hello_granian:app",
-        ]
+        argv = granian_argv("hello_granian:app", workers)
     else:
         # Robyn's --workers are threads of one process; processes are what treadle's
         # --workers means, so N workers are N processes of one worker thread each.
