@@ -177,6 +177,9 @@ class Settings:
     asset_s3_access_key: str = ""
     asset_s3_secret_key: str = ""
     asset_s3_part_bytes: int = 8 * 1024 * 1024
+    # Downloads past 8 MiB are sent from local copies (data_dir/asset-cache), kept
+    # within this many bytes, least recently used first out (see services/asset_cache).
+    asset_s3_cache_bytes: int = 10 * 1024**3
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -276,6 +279,10 @@ class Settings:
             raise SettingsError(f"asset_max_bytes must be at least 0, not {self.asset_max_bytes}")
         if self.asset_link_max_ttl_seconds < 1:
             raise SettingsError("asset_link_max_ttl_seconds must be at least 1")
+        if self.asset_s3_cache_bytes < 0:
+            raise SettingsError(
+                f"asset_s3_cache_bytes must be at least 0, not {self.asset_s3_cache_bytes}"
+            )
         if self.asset_store == "s3" and not self.asset_s3_bucket:
             raise SettingsError("asset_store=s3 needs asset_s3_bucket")
         from treadle.services.secrets import parse_keys

@@ -1,7 +1,8 @@
 """A 1 GiB asset goes up and comes down without the server holding it in memory: the
 resident memory of the server's whole process tree grows by less than 64 MiB in either
 direction. Neither does this test hold it: the upload is generated as it is sent, the
-download hashed as it arrives."""
+download hashed as it arrives. The same holds for a download from the S3 store taken by a
+client slower than S3 (256 MiB there: the moto server keeps its objects in memory)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import psutil
 import pytest
 
 from tests.support.api import bearer, create_org, envelope, signup
+from tests.support.s3 import bucket, moto_server, store_env
 from tests.support.servers import Server, free_port, start_server
 from tests.support.storage import own_storage
 from treadle._core import ContentDigest
@@ -32,6 +34,25 @@ def big_server(database_url: str, server_env: dict, tmp_path_factory) -> Iterato
     tmp: Path = tmp_path_factory.mktemp("assets_memory")
     with own_storage(database_url, server_env, "assets_mem") as env:
         env = {**env, "TREADLE_PORT": str(free_port()), "TREADLE_DATA_DIR": str(tmp / "data")}
+        server = start_server("granian", env, tmp / "server.log")
+        yield server
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_server(database_url: str, server_env: dict, tmp_path_factory) -> Iterator[Server]:
+    tmp: Path = tmp_path_factory.mktemp("assets_memory_s3")
+    with (
+        moto_server(tmp) as url,
+        own_storage(database_url, server_env, "assets_mem_s3") as env,
+    ):
+        bucket(url, "big").close()
+        env = {
+            **env,
+            **store_env(url, "big"),
+            "TREADLE_PORT": str(free_port()),
+            "TREADLE_DATA_DIR": str(tmp / "data"),
+        }
         server = start_server("granian", env, tmp / "server.log")
         yield server
         server.stop()
@@ -141,3 +162,39 @@ def test_a_gib_upload_and_download_grow_the_server_by_less_than_64_mib(
     )
     assert up_growth < MAX_GROWTH, up_growth
     assert down_growth < MAX_GROWTH, down_growth
+
+
+def test_a_slow_client_downloading_from_s3_does_not_grow_the_server_by_64_mib(
+    s3_server: Server,
+) -> None:
+    size = 256 * BLOCK
+    pid = s3_server.proc.pid
+    with httpx.Client(base_url=s3_server.url, timeout=120) as client:
+        owner = signup(client)
+        org = create_org(client, owner)
+        params = {"organization_id": org["id"], "name": "big.bin"}
+        sent = ContentDigest()
+        made = client.post(
+            "/v1/assets", params=params, content=generated(size, sent), headers=bearer(owner)
+        )
+        assert made.status_code == 201, made.text
+        asset = envelope(made)["data"]
+        time.sleep(0.5)
+        baseline = tree_rss(pid)
+
+        got = ContentDigest()
+        with (
+            Sampler(pid) as down,
+            client.stream(
+                "GET", f"/v1/assets/{asset['id']}/content", headers=bearer(owner)
+            ) as response,
+        ):
+            assert response.status_code == 200
+            for chunk in response.iter_raw(BLOCK):
+                got.update(chunk)
+                time.sleep(0.01)  # about 100 MB/s: slower than the server reads S3
+        assert (got.size, got.finish()) == (size, asset["digest"])
+
+    growth = down.peak - baseline
+    print(f"\nS3 download to a slow client: peak +{growth / 2**20:.1f} MiB")
+    assert growth < MAX_GROWTH, growth

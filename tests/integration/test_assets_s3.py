@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,48 +16,24 @@ import httpx
 import pytest
 
 from tests.support.api import bearer, create_org, envelope, error_code, signup
+from tests.support.s3 import bucket, moto_server, store_env
 from tests.support.servers import Server, free_port, start_server
 from tests.support.storage import own_storage
 
 BUCKET = "treadle-assets"
 PREFIX = "t/"
 LIMIT = 24 * 1024 * 1024
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 @pytest.fixture(scope="module")
 def s3_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("the S3 server did not start") from None
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    with moto_server(tmp_path_factory.mktemp("moto")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def s3(s3_url: str) -> Any:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", **CREDENTIALS)
-    client.create_bucket(Bucket=BUCKET)
+    client = bucket(s3_url, BUCKET)
     yield client
     client.close()
 
@@ -74,14 +48,11 @@ def s3_server(
             **env,
             "TREADLE_PORT": str(free_port()),
             "TREADLE_DATA_DIR": str(tmp / "data"),
-            "TREADLE_ASSET_STORE": "s3",
-            "TREADLE_ASSET_S3_URL": s3_url,
-            "TREADLE_ASSET_S3_BUCKET": BUCKET,
-            "TREADLE_ASSET_S3_PREFIX": PREFIX,
-            "TREADLE_ASSET_S3_ACCESS_KEY": "testing",
-            "TREADLE_ASSET_S3_SECRET_KEY": "testing",
+            **store_env(s3_url, BUCKET, PREFIX),
             "TREADLE_ASSET_S3_PART_BYTES": str(5 * 1024 * 1024),
             "TREADLE_ASSET_MAX_BYTES": str(LIMIT),
+            # Room for two copies of 9 MiB (the eviction test) but not three.
+            "TREADLE_ASSET_S3_CACHE_BYTES": str(20 * 1024 * 1024),
         }
         server = start_server("granian", env, tmp / "server.log")
         yield server
@@ -140,6 +111,9 @@ def test_a_multipart_upload_is_stored_once_by_digest_and_read_back_in_ranges(
 
         whole = client.get(f"/v1/assets/{asset['id']}/content", headers=org["auth"])
         assert whole.content == data and whole.headers["etag"] == f'"{digest}"'
+        # Past 8 MiB a read is sent from a local copy of the blob, made by the first one.
+        copy = cached(s3_server, org["id"], hexed)
+        assert copy.read_bytes() == data
         span = {**org["auth"], "range": "bytes=5242870-5242900"}
         part = client.get(f"/v1/assets/{second['id']}/content", headers=span)
         assert (part.status_code, part.content) == (206, data[5242870:5242901])
@@ -162,6 +136,34 @@ def test_a_multipart_upload_is_stored_once_by_digest_and_read_back_in_ranges(
         while keys(s3, org["id"]) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert keys(s3, org["id"]) == []
+    assert not copy.exists()  # removing the blob removed its copy
+
+
+def cached(server: Server, org_id: str, hexed: str) -> Path:
+    cache = Path(server.env["TREADLE_DATA_DIR"]) / "asset-cache"
+    return cache / org_id / hexed[:2] / hexed
+
+
+def test_the_local_copies_stay_within_their_budget_least_recently_used_first_out(
+    s3_server: Server, s3: Any, org: dict
+) -> None:
+    blobs = [os.urandom(9 * 1024 * 1024 + n) for n in range(3)]
+    with httpx.Client(base_url=s3_server.url, timeout=60) as client:
+        ids = [
+            envelope(upload(client, org, chunked(b), f"b{n}"))["data"]["id"]
+            for n, b in enumerate(blobs)
+        ]
+        hexes = [blake3.blake3(b).hexdigest() for b in blobs]
+        for n in (0, 1, 0, 2):  # the budget holds two: 1, the least recently read, goes
+            got = client.get(f"/v1/assets/{ids[n]}/content", headers=org["auth"])
+            assert got.content == blobs[n]
+            time.sleep(0.02)  # distinct mtimes
+        present = [cached(s3_server, org["id"], h).exists() for h in hexes]
+        assert present == [True, False, True]
+        # An evicted blob is copied again when it is read again.
+        again = client.get(f"/v1/assets/{ids[1]}/content", headers=org["auth"])
+        assert again.content == blobs[1]
+        assert cached(s3_server, org["id"], hexes[1]).exists()
 
 
 def test_a_small_upload_is_one_put_and_an_empty_one_works(

@@ -7,7 +7,10 @@ other package that needs botocore (moto among them).
 
 An upload goes to ``<prefix><org>/tmp/<id>`` as a multipart upload of ``part_bytes``
 parts (a small one as a single PUT), hashed on the way; placing it copies that object to
-its digest's key on the server side and deletes it. Reads are ranged GETs, streamed.
+its digest's key on the server side and deletes it. A read of at most
+``DIRECT_BYTES`` is a ranged GET, streamed; a longer one is sent from a local copy of the
+blob (``asset_cache``), since a stream would hold in memory whatever the client has not
+taken yet.
 """
 
 from __future__ import annotations
@@ -18,12 +21,23 @@ from typing import Any
 from uuid import UUID
 
 from treadle._core import ContentDigest
-from treadle.services.asset_store import CHUNK_BYTES, Chunks, Upload, blob_key, link_key
+from treadle.services.asset_cache import BlobCache
+from treadle.services.asset_store import (
+    CHUNK_BYTES,
+    Chunks,
+    FileChunks,
+    Upload,
+    blob_key,
+    link_key,
+)
 
 # S3's own bounds: parts of 5 MiB at least (the last may be smaller), 10,000 at most.
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PARTS = 10_000
 MAX_COPY_BYTES = 5 * 1024**3
+# The most a read streams straight from S3, and so the most a slow client can leave
+# queued in the server's memory; past it, reads come from the local copy.
+DIRECT_BYTES = 8 * CHUNK_BYTES
 
 
 def _missing(exc: Exception) -> bool:
@@ -124,6 +138,7 @@ class S3Chunks:
 class S3Store:
     def __init__(
         self,
+        cache: BlobCache,
         url: str,
         bucket: str,
         region: str,
@@ -132,6 +147,7 @@ class S3Store:
         secret_key: str = "",
         part_bytes: int = 8 * 1024 * 1024,
     ) -> None:
+        self.cache = cache
         self.url = url
         self.bucket = bucket
         self.region = region
@@ -162,6 +178,7 @@ class S3Store:
             ),
             **credentials,
         )
+        await self.cache.start()
 
     async def stop(self) -> None:
         if self.client is not None:
@@ -201,9 +218,11 @@ class S3Store:
         return await self._head(self._key(blob_key(org_id, digest)))
 
     async def remove(self, org_id: UUID, digest: str) -> None:
+        relative = blob_key(org_id, digest)
         await asyncio.to_thread(
-            self.client.delete_object, Bucket=self.bucket, Key=self._key(blob_key(org_id, digest))
+            self.client.delete_object, Bucket=self.bucket, Key=self._key(relative)
         )
+        await self.cache.drop(relative)
 
     async def _get(self, key: str, byte_range: str | None = None) -> Any:
         extra = {"Range": byte_range} if byte_range else {}
@@ -216,7 +235,28 @@ class S3Store:
                 return None
             raise
 
+    def _download(self, key: str, path: Any) -> bool:
+        """The object at ``key`` written to ``path``, a chunk at a time (blocking)."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except Exception as exc:
+            if _missing(exc):
+                return False
+            raise
+        try:
+            with open(path, "xb") as file:
+                while chunk := body.read(CHUNK_BYTES):
+                    file.write(chunk)
+        finally:
+            body.close()
+        return True
+
     async def read(self, org_id: UUID, digest: str, start: int, length: int) -> Chunks | None:
+        if length > DIRECT_BYTES:
+            relative = blob_key(org_id, digest)
+            key = self._key(relative)
+            path = await self.cache.path(relative, lambda part: self._download(key, part))
+            return None if path is None else FileChunks(path, start, length)
         byte_range = f"bytes={start}-{start + length - 1}" if length else None
         got = await self._get(self._key(blob_key(org_id, digest)), byte_range)
         if got is None:

@@ -27,6 +27,7 @@ import orjson
 
 from treadle import _core, clock
 from treadle.services import audit
+from treadle.services.asset_cache import BlobCache
 from treadle.services.asset_s3 import S3Store
 from treadle.services.asset_store import CHUNK_BYTES, AssetStore, Chunks, FileStore
 from treadle.services.principal import Actor
@@ -43,6 +44,7 @@ LINK_CONTEXT = "treadle 2026 asset download links"
 def _store(settings: Settings) -> AssetStore:
     if settings.asset_store == "s3":
         return S3Store(
+            BlobCache(settings.data_path / "asset-cache", settings.asset_s3_cache_bytes),
             settings.asset_s3_url,
             settings.asset_s3_bucket,
             settings.asset_s3_region,
