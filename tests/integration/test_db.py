@@ -1,9 +1,13 @@
-"""The pool's settings reach its connections: statement preparation and pool size."""
+"""The pool's settings reach its connections: statement preparation and pool size; a
+request transaction in pipeline mode commits all of its statements or none."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 
+import psycopg
 import pytest
 
 from treadle.store.db import Database
@@ -70,3 +74,43 @@ def test_requests_beyond_the_pool_size_wait_for_a_connection_and_all_finish(
     peak, done = asyncio.run(run())
     assert done == 30
     assert peak == 3
+
+
+async def _pipelined(url: str, table: str, fail: bool, commit: bool) -> list[int]:
+    """A request transaction that opens with ``pipeline``, COPYs a row, then pipelines the
+    rest to its commit; ``fail`` makes the last statement fail. The rows left after it."""
+    db = Database(url, 1, 1)
+    await db.open()
+    try:
+        async with db.connection() as conn:
+            await conn.execute(f"CREATE TABLE {table} (n int PRIMARY KEY)")
+        with contextlib.suppress(psycopg.errors.UniqueViolation):
+            async with db.request() as tx:
+                async with tx.pipeline() as conn:
+                    first = await conn.execute(f"INSERT INTO {table} VALUES (1) RETURNING n")
+                assert await first.fetchone() == {"n": 1}
+                async with conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
+                    await copy.write(b"2\n")
+                await db.pipeline_to_commit()
+                await conn.execute(f"INSERT INTO {table} VALUES (3)")
+                await conn.execute(f"INSERT INTO {table} VALUES (%s)", (1 if fail else 4,))
+                if not commit:
+                    tx.rollback()
+        async with db.connection() as conn:
+            cur = await conn.execute(f"SELECT n FROM {table} ORDER BY n")
+            rows = [row["n"] for row in await cur.fetchall()]
+            await conn.execute(f"DROP TABLE {table}")
+            return rows
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize(
+    ("fail", "commit", "kept"),
+    [(False, True, [1, 2, 3, 4]), (True, True, []), (False, False, [])],
+)
+def test_a_pipelined_request_transaction_keeps_all_or_nothing(
+    database_url: str, fail: bool, commit: bool, kept: list[int]
+) -> None:
+    table = f"pipelined_{uuid.uuid4().hex[:12]}"
+    assert asyncio.run(_pipelined(database_url, table, fail, commit)) == kept

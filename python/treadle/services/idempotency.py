@@ -125,23 +125,24 @@ class Idempotency:
             if route.body is not None and len(stored["body"]) <= CACHED_ANSWER_BYTES:
                 self.replayed.put(_seen(req, key, body), _Replayed(req.scope, stored))
             return replay
-        async with self.db.request(eager=True) as tx:
-            assert tx.conn is not None
-            if not await idem_store.try_lock(tx.conn, principal, key):
+        async with self.db.request() as tx:
+            # BEGIN, the key's lock and a second look (it may have finished between our
+            # first look and taking the lock): one round trip.
+            locked, stored = await idem_store.lock_and_get(tx.pipeline(), principal, key)
+            if not locked:
                 raise ApiError(
                     409,
                     "idempotency_in_flight",
                     "a request with this Idempotency-Key is still running; retry shortly",
                     headers=[("retry-after", "1")],
                 )
-            # It may have finished between our first look and taking the lock.
-            stored = await self._load(tx.conn, principal, key)
             if stored is not None:
-                return _replay(stored, fingerprint)
+                return _replay(self._keep(principal, key, stored), fingerprint)
             response = await respond()
             if response.status >= 500:
                 tx.rollback()
             elif response.stream is None:
+                assert tx.conn is not None
                 await self._store(tx.conn, principal, key, fingerprint, response)
         return response
 
@@ -153,9 +154,12 @@ class Idempotency:
 
     async def _load(self, conn: Conn, principal: str, key: str) -> dict[str, Any] | None:
         row = await idem_store.get(conn, principal, key)
+        return None if row is None else self._keep(principal, key, row)
+
+    def _keep(self, principal: str, key: str, row: dict[str, Any]) -> dict[str, Any]:
         # Large answers (a batch of 1,000 jobs) are read from PostgreSQL again rather than
         # kept: 50,000 of them would not fit in memory.
-        if row is not None and len(row["body"]) <= CACHED_ANSWER_BYTES:
+        if len(row["body"]) <= CACHED_ANSWER_BYTES:
             self.answers.put((principal, key), row)
         return row
 

@@ -110,6 +110,8 @@ class Telemetry:
                 if rejections
                 else None
             )
+            # The batch's row, the stored answer and the COMMIT: one round trip.
+            await self.db.pipeline_to_commit()
             await telemetry_store.record_batch(conn, batch, first_error)
         return {
             "batch_id": batch_id,

@@ -15,7 +15,7 @@ import contextlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
@@ -70,6 +70,9 @@ class RequestTransaction:
         self.active = True
         self.commit_wanted = True
         self._stack = AsyncExitStack()
+        # Pipeline mode kept from ``pipeline_to_commit`` to the end (see there).
+        self._tail: AbstractAsyncContextManager[Any] | None = None
+        self._committing = False
 
     def rollback(self) -> None:
         """Roll back at the end instead of committing (the answer is a server error)."""
@@ -77,14 +80,66 @@ class RequestTransaction:
 
     async def begin(self) -> Conn:
         if self.conn is None:
-            conn = await self._stack.enter_async_context(self.db.pool.connection())
+            conn = await self._open()
             await self._stack.enter_async_context(conn.transaction())
             self.conn = conn
         return self.conn
 
+    @asynccontextmanager
+    async def pipeline(self) -> AsyncIterator[Conn]:
+        """The transaction's connection in pipeline mode for the block: the block's
+        statements, and the BEGIN when the transaction opens here, are sent without waiting
+        for one another, and all their results come back in one round trip as the block
+        ends. Read them after the block: a read inside waits a round trip of its own."""
+        if self.conn is not None:
+            async with self.conn.pipeline():
+                yield self.conn
+            return
+        conn = await self._open()
+        async with conn.pipeline():
+            # Not conn.transaction(), which in pipeline mode waits for its BEGIN.
+            await self._stack.enter_async_context(psycopg.AsyncTransaction(conn))
+            self.conn = conn
+            yield conn
+
+    async def pipeline_to_commit(self) -> None:
+        """Pipeline mode from here to the end: the statements still to come are sent
+        without waiting, and their results come back with the COMMIT's, in one round trip
+        (an error in any of them fails the commit, so nothing is kept). For a request's
+        last writes: no COPY after this, and no result read (each read waits)."""
+        conn = await self.begin()
+        if self._tail is None:
+            tail = conn.pipeline()
+            await tail.__aenter__()
+            self._tail = tail
+
+    async def _open(self) -> Conn:
+        conn = await self._stack.enter_async_context(self.db.pool.connection())
+        # Runs after the transaction's end (the stack unwinds last in, first out), so that
+        # a pipelined COMMIT is sent and waited for here, before the connection goes back.
+        self._stack.push_async_exit(self._end_tail)
+        return conn
+
+    async def _end_tail(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
+        tail, self._tail = self._tail, None
+        if tail is None:
+            return False
+        try:
+            await tail.__aexit__(kind, exc, tb)
+        except psycopg.Error:
+            if self._committing:
+                raise
+            # Rolling back: this is the error that made us roll back, or the ROLLBACK that
+            # it made the server skip; the pool rolls back a connection left in a failed
+            # transaction.
+        return False
+
     async def finish(self, commit: bool) -> None:
         """Commit (or roll back), then run what waited for the commit."""
         self.active = False
+        self._committing = commit
         try:
             with _unavailable():
                 if commit:
@@ -210,16 +265,13 @@ class Database:
         await self.pool.close(timeout=5.0)
 
     @asynccontextmanager
-    async def request(self, eager: bool = False) -> AsyncIterator[RequestTransaction]:
+    async def request(self) -> AsyncIterator[RequestTransaction]:
         """The request transaction around a handler. It commits when the block ends, unless
-        the block raises or calls ``rollback``; ``eager`` opens it at once."""
+        the block raises or calls ``rollback``."""
         tx = RequestTransaction(self)
         token = _request.set(tx)
         try:
             try:
-                if eager:
-                    with _unavailable():
-                        await tx.begin()
                 yield tx
             except psycopg.OperationalError as exc:
                 # A statement run on tx.conn itself (not in a savepoint), e.g. storing an
@@ -238,6 +290,12 @@ class Database:
         """A connection: inside an open request transaction, that one (its writes are seen)."""
         tx = _open_request()
         return _Use(self.pool, tx.conn if tx is not None else None)
+
+    async def pipeline_to_commit(self) -> None:
+        """``RequestTransaction.pipeline_to_commit`` of the open request transaction."""
+        tx = _open_request()
+        assert tx is not None, "only inside a request transaction"
+        await tx.pipeline_to_commit()
 
     def in_request(self) -> bool:
         """Whether a request transaction is open here: writes on ``connection()`` then
