@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import psutil
 import runner
 import servers
 import tenants
@@ -45,6 +46,7 @@ MAX_TOKENS = 16
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = {"TREADLE_PROVIDER_ALLOW_PRIVATE": "true"}
+    env.update(kv.split("=", 1) for kv in args.env)
     with runner.unlimited_treadle("provider_overhead", args, env) as bench:
         model = servers.Target(
             "model-server",
@@ -64,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             runner.rounds(
                 bench,
                 args,
-                lambda app, _store, _token, a: asyncio.run(_round(app.url, model.url, key, a)),
+                lambda app, _store, _token, a: asyncio.run(
+                    _round(app.url, model.url, key, a, _cpu_of(app, model))
+                ),
                 _line,
                 _table,
             )
@@ -83,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="give the organization a monthly budget (a "
         "reservation per call, one more PostgreSQL statement)",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the treadle server (repeatable), to measure its effect",
     )
     return runner.add_common_args(p)
 
@@ -193,12 +204,36 @@ async def _warm(treadle: str, model: str, key: str) -> None:
             await _paced(url, body, headers, 200, 1.0, stream)
 
 
-async def _round(treadle: str, model: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
+def _cpu_of(app: servers.Target, model: servers.Target) -> Any:
+    """A function giving the CPU seconds used so far by treadle's processes and by the
+    model server's."""
+    assert app.proc is not None and model.proc is not None
+    server, provider = psutil.Process(app.proc.pid), psutil.Process(model.proc.pid)
+
+    def seconds(proc: psutil.Process) -> float:
+        total = 0.0
+        for p in [proc, *proc.children(recursive=True)]:
+            times = p.cpu_times()
+            total += times.user + times.system
+        return total
+
+    return lambda: (seconds(server), seconds(provider))
+
+
+async def _round(
+    treadle: str, model: str, key: str, args: argparse.Namespace, cpu: Any
+) -> dict[str, Any]:
     run: dict[str, Any] = {"rates": {}}
     for rate in [int(r) for r in args.rates.split(",")]:
         measured = {}
         for side, (url, body, headers) in _requests(treadle, model, key, False).items():
+            before = cpu()
             measured[side] = await _paced(url, body, headers, rate, args.seconds, False)
+            after = cpu()
+            # CPU per call: treadle's processes, and the model server's (for scale).
+            calls = measured[side]["requests"]
+            measured[side]["server_cpu_us"] = (after[0] - before[0]) / calls * 1e6
+            measured[side]["model_cpu_us"] = (after[1] - before[1]) / calls * 1e6
         measured["overhead_p50_ms"] = measured["treadle"]["p50_ms"] - measured["direct"]["p50_ms"]
         measured["overhead_p99_ms"] = measured["treadle"]["p99_ms"] - measured["direct"]["p99_ms"]
         run["rates"][str(rate)] = measured
@@ -224,7 +259,9 @@ def _line(run: dict[str, Any]) -> str:
             f"{rate}/s: direct p99 {m['direct']['p99_ms']:.2f}, treadle p99 "
             f"{m['treadle']['p99_ms']:.2f}, overhead p50 {m['overhead_p50_ms']:.2f} p99 "
             f"{m['overhead_p99_ms']:.2f} ms, failures {m['treadle']['failures']}"
-            f"+{m['direct']['failures']}"
+            f"+{m['direct']['failures']}, CPU per call: treadle "
+            f"{m['treadle']['server_cpu_us']:.0f} µs, model server "
+            f"{m['direct']['model_cpu_us']:.0f} µs"
         )
     s = run["stream"]
     parts.append(

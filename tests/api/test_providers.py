@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +133,11 @@ def sse(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def calls(gateway: Server, org: dict, expected: int = 1) -> list[dict[str, Any]]:
-    """The organization's call records, once ``expected`` are written (records are written
-    in batches, a few tens of milliseconds after the answer)."""
-    deadline = time.monotonic() + 5
+def calls(gateway: Server, org: dict, expected: int = 1, wait: float = 0.0) -> list[dict[str, Any]]:
+    """The organization's call records. An answered call's are committed before its
+    answer, so they are read at once; a call the client left is recorded without anybody
+    waiting: ``wait`` seconds for ``expected`` records."""
+    deadline = time.monotonic() + wait
     while True:
         with psycopg.connect(gateway.env["TREADLE_DATABASE_URL"]) as conn:
             cur = conn.cursor(row_factory=psycopg.rows.dict_row)
@@ -300,6 +302,41 @@ def test_execute_answers_with_usage_and_cost(
     assert float(record["cost"]) == pytest.approx(expected)
 
 
+def test_a_call_is_answered_once_its_records_are_committed_or_after_the_wait(
+    client: httpx.Client, gateway: Server, org: dict
+) -> None:
+    assert client.post("/v1/providers/execute", json=ask(), headers=org["key"]).is_success
+    calls(gateway, org, 1)
+    # Hold the organization's spend row, which each batch of records updates: the next
+    # call's records cannot commit while it is held.
+    with psycopg.connect(gateway.env["TREADLE_DATABASE_URL"]) as holder:
+        holder.execute(
+            "SELECT 1 FROM provider_spend WHERE organization_id = %s FOR UPDATE", (org["id"],)
+        )
+        started = time.monotonic()
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(
+                client.post, "/v1/providers/execute", json=ask(), headers=org["key"]
+            )
+            time.sleep(0.5)
+            assert not pending.done()  # waiting for its records
+            holder.commit()
+            answer = pending.result(timeout=5)
+        assert answer.status_code == 200 and time.monotonic() - started < 2
+        assert len(calls(gateway, org)) == 2  # committed before the answer
+        # Held past provider_usage_wait_seconds (2 s), the call is answered anyway and
+        # its records follow.
+        holder.execute(
+            "SELECT 1 FROM provider_spend WHERE organization_id = %s FOR UPDATE", (org["id"],)
+        )
+        started = time.monotonic()
+        late = client.post("/v1/providers/execute", json=ask(), headers=org["key"])
+        assert late.status_code == 200 and 1.9 < time.monotonic() - started < 4
+        assert len(calls(gateway, org)) == 2
+        holder.commit()
+    assert len(calls(gateway, org, 3, wait=5)) == 3
+
+
 def test_usage_records_reach_the_usage_summary(
     client: httpx.Client, gateway: Server, org: dict
 ) -> None:
@@ -388,7 +425,7 @@ def test_a_client_leaving_a_stream_ends_it_and_it_is_recorded(
             for line in got.iter_lines():
                 if line.startswith("event: token"):
                     break
-    [record] = calls(gateway, org)
+    [record] = calls(gateway, org, wait=5)
     assert record["status"] == "cancelled"
     assert 1 <= record["output_tokens"] < 20
 

@@ -106,7 +106,7 @@ class Gateway:
         self.db = db
         self.breaker = breaker
         self.credentials = credentials
-        self.usage = UsageWriter(db, settings.provider_usage_flush_seconds)
+        self.usage = UsageWriter(db, settings.provider_usage_wait_seconds)
         self.session: aiohttp.ClientSession | None = None
 
     async def _attempt(self, target: Target, stream: bool, run: _Run, actor: Actor) -> Any:
@@ -319,8 +319,9 @@ class Gateway:
         stream: bool,
         content: str = "",
     ) -> Row:
-        """Queues the call's record and usage (settling the budget); returns what the caller
-        is told of its usage and cost. Tokens the provider did not report are estimated."""
+        """Writes the call's record and usage (settling the budget), waiting for the commit
+        (group commit, see ``provider_usage``); returns what the caller is told of its
+        usage and cost. Tokens the provider did not report are estimated."""
         estimated = tokens_in is None or tokens_out is None
         if tokens_in is None:
             tokens_in = target.estimate.input_tokens
@@ -349,9 +350,11 @@ class Gateway:
             "first_token_ms": run.first_token_ms,
             "created_at": clock.now(),
         }
-        self.usage.add(
+        written = self.usage.add(
             call, input_cost, output_cost, caller.month, input_cost + output_cost - caller.reserved
         )
+        if status != "cancelled":  # nobody waits for the answer of a call the client left
+            await self.usage.written(written)
         return {
             "id": call["id"],
             "provider": call["provider"],

@@ -1,13 +1,16 @@
-"""Provider call records written in batches, off the answer's path.
+"""Provider call records written in batches (group commit) before the call is answered.
 
 A call's record (``provider_calls``), its two usage records and its settlement of the
-month's spend are queued when the call ends and written by one statement per batch, at
-most ``provider_usage_flush_seconds`` later: the caller does not wait for PostgreSQL, and
-at a thousand calls a second PostgreSQL sees tens of statements, not thousands. What is
-queued is written before the process stops; a crash loses at most that interval's records
-(a budget's reservations are written before the call, so a crash never lets a budget be
-overrun, at worst it keeps estimates charged). While PostgreSQL is away, records wait and
-are retried, up to ``MAX_QUEUED`` of them.
+month's spend are queued when the call ends and written by one statement per batch: a
+batch is written as soon as the one before it has committed, so under load records
+gather while PostgreSQL commits and a thousand calls a second make tens of statements,
+not thousands. ``add`` gives a future that is done once the record is committed, and the
+gateway answers (or sends a stream's ``done`` event) only then: an answered call's usage
+survives a crash of the API process (committed with ``synchronous_commit`` off, see
+``flush``). It waits at most ``provider_usage_wait_seconds``; past that (PostgreSQL
+away) the call is answered anyway and its record stays queued, retried until written, up
+to ``MAX_QUEUED`` records. A budget's reservations are written before the call, so a
+budget is never overrun even then.
 """
 
 from __future__ import annotations
@@ -34,48 +37,60 @@ RETRY_SECONDS = 1.0
 
 
 class UsageWriter(Background):
-    def __init__(self, db: Database, flush_seconds: float) -> None:
+    def __init__(self, db: Database, wait_seconds: float) -> None:
         self.db = db
-        self.flush_seconds = flush_seconds
-        self.queue: list[Row] = []
-        self._full = asyncio.Event()
+        self.wait_seconds = wait_seconds
+        self.queue: list[tuple[Row, asyncio.Future[None]]] = []
+        self._queued = asyncio.Event()
 
     def add(
         self, call: Row, input_cost: Decimal, output_cost: Decimal, month: date, spend: Decimal
-    ) -> None:
+    ) -> asyncio.Future[None]:
+        """Queue the call's records; the future is done once they are committed."""
         if len(self.queue) >= MAX_QUEUED:
-            dropped = self.queue.pop(0)
+            dropped, waiting = self.queue.pop(0)
+            _done(waiting)
             log.error(
                 "provider usage queue full; a record is lost",
                 extra={"call_id": str(dropped["id"]), "cost": str(dropped["cost"])},
             )
-        self.queue.append(
-            {
-                **call,
-                "input_cost": input_cost,
-                "output_cost": output_cost,
-                "month": month,
-                "spend": spend,
-            }
-        )
-        if len(self.queue) >= BATCH:
-            self._full.set()
+        record = {
+            **call,
+            "input_cost": input_cost,
+            "output_cost": output_cost,
+            "month": month,
+            "spend": spend,
+        }
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.queue.append((record, written))
+        self._queued.set()
+        return written
+
+    async def written(self, future: asyncio.Future[None]) -> None:
+        """Wait for a record, at most ``wait_seconds`` (after which it stays queued)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(future), self.wait_seconds)
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self.flush_seconds)
-            self._full.clear()
+            await self._queued.wait()
+            self._queued.clear()
             if not await self.flush():
                 await asyncio.sleep(RETRY_SECONDS)
+                self._queued.set()
 
     async def flush(self) -> bool:
         """Write what is queued, a batch at a time; False if PostgreSQL refused."""
         while self.queue:
             batch = self.queue[:BATCH]
             try:
-                async with self.db.committed() as conn:
-                    await store.record_many(conn, batch)
+                async with self.db.committed() as conn, conn.pipeline(), conn.transaction():
+                    # Committed once PostgreSQL has the records, without waiting for its
+                    # disk: a crash of this process loses nothing, one of PostgreSQL's
+                    # host at most its WAL writer's last few hundred milliseconds; the
+                    # answer waits a round trip, not an fsync.
+                    await conn.execute("SET LOCAL synchronous_commit TO off")
+                    await store.record_many(conn, [record for record, _ in batch])
             except (psycopg.OperationalError, ApiError):
                 log.warning("provider usage not written yet; retrying", exc_info=True)
                 return False
@@ -85,9 +100,16 @@ class UsageWriter(Background):
                     "provider usage refused; batch dropped", extra={"records": len(batch)}
                 )
             del self.queue[: len(batch)]
+            for _, written in batch:
+                _done(written)
         return True
 
     async def stop(self) -> None:
         await super().stop()
         if not await self.flush() and self.queue:
             log.error("provider usage lost at shutdown", extra={"records": len(self.queue)})
+
+
+def _done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
