@@ -116,7 +116,9 @@ class Idempotency:
         )
         req.idempotency = (key, fingerprint)
         stored = self._cached(principal, key)
-        if stored is None:
+        # A raw body route (a telemetry batch) is seldom retried: it looks only once, under
+        # the lock, where the look shares the lock's round trip.
+        if stored is None and route.raw_body is None:
             async with self.db.committed() as conn:
                 stored = await self._load(conn, principal, key)
         if stored is not None:
@@ -129,6 +131,9 @@ class Idempotency:
             # BEGIN, the key's lock and a second look (it may have finished between our
             # first look and taking the lock): one round trip.
             locked, stored = await idem_store.lock_and_get(tx.pipeline(), principal, key)
+            if stored is not None:
+                # Answered, whoever holds the lock now (another retry of it).
+                return _replay(self._keep(principal, key, stored), fingerprint)
             if not locked:
                 raise ApiError(
                     409,
@@ -136,8 +141,6 @@ class Idempotency:
                     "a request with this Idempotency-Key is still running; retry shortly",
                     headers=[("retry-after", "1")],
                 )
-            if stored is not None:
-                return _replay(self._keep(principal, key, stored), fingerprint)
             response = await respond()
             if response.status >= 500:
                 tx.rollback()
