@@ -25,6 +25,8 @@ from tests.support.api import (
 )
 from tests.support.jobs import key_auth
 from tests.support.servers import Server
+from treadle.bus.invalidation import Invalidator
+from treadle.bus.redis import connect
 from treadle.services.principal import Actor, Principal
 from treadle.services.secrets import Secrets
 from treadle.settings import Settings
@@ -66,7 +68,9 @@ def reveal(server: Server, org_id: str, name: str) -> str:
         await db.open()
         principal = Principal("gateway-test", "user", None, None, "", False)
         try:
-            return await Secrets(settings, db).reveal(
+            # Reveals publish nothing: the bus is there because the service needs one.
+            bus = Invalidator(connect(settings.redis_url), "")
+            return await Secrets(settings, db, bus).reveal(
                 Actor(principal, "req-test", "127.0.0.1", "pytest"), uuid.UUID(org_id), name
             )
         finally:

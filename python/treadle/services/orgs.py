@@ -18,6 +18,9 @@ from treadle.store import users as user_store
 from treadle.store.db import Database
 from treadle.web.errors import ApiError
 
+# The invalidation published when an organization's settings change: its id.
+SETTINGS_CHANGED = "orgsettings"
+
 Row = dict[str, Any]
 
 
@@ -147,7 +150,7 @@ class Organizations:
                 settings,
             )
         # Rate limiters cache the policies: tell every process.
-        await self.authz.bus.publish("orgsettings", org_id)
+        await self.authz.bus.publish(SETTINGS_CHANGED, org_id)
         return dict(after["settings"])
 
     # -- members -------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 and calls through the gateway (``provider_gateway``).
 
 Hot-path state is kept in memory briefly, per process: configurations for
-``provider_config_cache_seconds`` (a change made here is seen here at once, by other
-processes within that time), organizations' budgets likewise, and revealed credentials
-for ``provider_credential_cache_seconds``. A credential is revealed (one audited read of
-the secrets store) when it is first needed, again once the cache lets it go, and at once
-after the provider refuses it; concurrent calls share one reveal.
+``provider_config_cache_seconds``, organizations' budgets likewise, and revealed
+credentials for ``provider_credential_cache_seconds``. A change to any of them (a
+provider put or deleted, the organization's settings, a secret replaced or deleted) is
+published on the invalidation bus once it commits, and every process drops what it kept
+then; the expiry bounds staleness should a message be lost. A credential is revealed (one
+audited read of the secrets store) when it is first needed, again once dropped, and at
+once after the provider refuses it; concurrent calls share one reveal.
 
 A budget is the ``monthly_budget`` of the organization's settings, in the currency of
 its price tables. Each call with a budget in force charges its estimate (estimated
@@ -27,12 +29,15 @@ from uuid import UUID
 import aiohttp
 
 from treadle import _core, clock
+from treadle.bus.invalidation import Invalidator
 from treadle.cache import MISSING, TTLCache
 from treadle.services import audit
+from treadle.services.orgs import SETTINGS_CHANGED
 from treadle.services.principal import Actor
 from treadle.services.provider_adapters import ADAPTERS, CAPABILITIES, Call
 from treadle.services.provider_gateway import MILLION, Caller, Estimate, Gateway, Target
 from treadle.services.provider_resilience import Breaker
+from treadle.services.secrets import CHANGED as SECRET_CHANGED
 from treadle.services.secrets import Secrets
 from treadle.services.webhook_urls import GuardedResolver, UrlRefused, check_address, literal
 from treadle.services.webhook_urls import parse as parse_url
@@ -45,6 +50,8 @@ from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 MAX_PROVIDERS_PER_ORGANIZATION = 50
+# The invalidation published when a provider is put or deleted: "<organization>/<name>".
+CHANGED = "provider"
 _NONE = object()  # a cached "no such configuration"
 
 
@@ -53,10 +60,13 @@ def _shown(config: Row) -> Row:
 
 
 class Providers:
-    def __init__(self, settings: Settings, db: Database, secrets: Secrets) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, secrets: Secrets, bus: Invalidator
+    ) -> None:
         self.settings = settings
         self.db = db
         self.secrets = secrets
+        self.bus = bus
         self.allow_private = settings.provider_allow_private
         self.configs: TTLCache[tuple[UUID, str], Any] = TTLCache(
             settings.provider_config_cache_seconds, 10_000
@@ -72,6 +82,9 @@ class Providers:
             settings.provider_breaker_failures, settings.provider_breaker_seconds
         )
         self.gateway = Gateway(settings, db, self.breaker, self._credential)
+        bus.on(CHANGED, lambda ident: self.configs.drop(_named(ident)), self.configs.clear)
+        bus.on(SECRET_CHANGED, lambda i: self.credentials.drop(_named(i)), self.credentials.clear)
+        bus.on(SETTINGS_CHANGED, lambda ident: self.budgets.drop(UUID(ident)), self.budgets.clear)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -135,7 +148,7 @@ class Providers:
                 before,
                 _shown(after),
             )
-        self._forget(org_id, name, before, after)
+        await self._forget(org_id, name, before, after)
         return _shown(after)
 
     async def get(self, org_id: UUID, name: str) -> Row:
@@ -154,11 +167,12 @@ class Providers:
             await audit.record(
                 conn, actor, org_id, "provider.delete", "provider", name, before=before
             )
-        self._forget(org_id, name, before, None)
+        await self._forget(org_id, name, before, None)
         return before
 
-    def _forget(self, org_id: UUID, name: str, *configs: Row | None) -> None:
-        self.configs.drop((org_id, name))
+    async def _forget(self, org_id: UUID, name: str, *configs: Row | None) -> None:
+        await self.bus.publish(CHANGED, f"{org_id}/{name}")
+        # What a credential no longer named by the provider revealed is dropped too.
         for config in configs:
             if config is not None and config["credential"]:
                 self.credentials.drop((org_id, config["credential"]))
@@ -383,6 +397,12 @@ class Providers:
             raise
         self.credentials.put(key, value, generation)
         return value
+
+
+def _named(ident: str) -> tuple[UUID, str]:
+    """The cache key of an invalidation's "<organization>/<name>"."""
+    org_id, _, name = ident.partition("/")
+    return UUID(org_id), name
 
 
 def _month() -> Any:

@@ -27,6 +27,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
+from treadle.bus.invalidation import Invalidator
 from treadle.sealing import Sealer
 from treadle.services import audit
 from treadle.services.principal import Actor
@@ -40,6 +41,8 @@ log = logging.getLogger("treadle.secrets")
 Row = dict[str, Any]
 # Characters (what the document's maxLength counts): up to 256 KiB as UTF-8.
 MAX_VALUE_CHARS = 64 * 1024
+# The invalidation published when a secret is replaced or deleted: "<organization>/<name>".
+CHANGED = "secret"
 # Letters, digits, '_', '.', '-'; not "." or "..", which clients rewrite in a URL path.
 # Written as the house's document patterns are ((?!\n)$, not \Z), to serve there too.
 NAME_PATTERN = r"^(?!\.{1,2}(?!\n)$)[A-Za-z0-9_.-]{1,128}(?!\n)$"
@@ -159,9 +162,12 @@ def _audited(row: Row | None) -> Row | None:
 
 
 class Secrets:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, bus: Invalidator) -> None:
         self.settings = settings
         self.db = db
+        # Every process drops what it keeps of a secret that is replaced or deleted
+        # (``changed``), once the change commits.
+        self.bus = bus
         self.keyring = Keyring(settings.secret_key, parse_keys(settings.secrets_keys))
         # Versions whose check this process has matched (it cannot change once written).
         self._checked: set[int] = set()
@@ -208,6 +214,7 @@ class Secrets:
                 # No live event: viewers read events, and secret names are for admins.
                 event=False,
             )
+        await self.bus.publish(CHANGED, f"{org_id}/{name}")
         return after
 
     async def delete(self, actor: Actor, org_id: UUID, name: str) -> Row:
@@ -229,6 +236,7 @@ class Secrets:
                 before=_audited(before),
                 event=False,
             )
+        await self.bus.publish(CHANGED, f"{org_id}/{name}")
         return before
 
     async def reveal(self, actor: Actor, org_id: UUID, name: str) -> str:
