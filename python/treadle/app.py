@@ -7,6 +7,7 @@ from treadle.bus.events import Events
 from treadle.bus.invalidation import Invalidator
 from treadle.bus.metrics import SharedMetrics
 from treadle.bus.redis import connect
+from treadle.errors import ApiError
 from treadle.sealing import Sealer
 from treadle.services.accounts import Accounts
 from treadle.services.api_keys import ApiKeys
@@ -33,7 +34,6 @@ from treadle.services.workflow_runs import WorkflowRuns, WorkflowTimers
 from treadle.settings import Settings
 from treadle.store.db import Database
 from treadle.web.client_address import client_address, parse_trusted
-from treadle.web.errors import ApiError
 from treadle.web.kernel import Kernel
 from treadle.web.metrics import Metrics
 from treadle.web.request import Request

@@ -32,6 +32,7 @@ from treadle.services.secrets import Secrets
 from treadle.settings import Settings
 from treadle.store.db import Database
 from treadle.web.errors import ApiError
+from treadle.web.errors import status as http_status
 
 
 @pytest.fixture
@@ -144,7 +145,7 @@ def test_set_list_replace_delete_and_the_value_is_never_shown_nor_stored_plain(
     assert again.status_code == 404 and error_code(again) == "not_found"
     with pytest.raises(ApiError) as missing:
         reveal(server, org["id"], "OPENAI_API_KEY")
-    assert missing.value.status == 404
+    assert http_status(missing.value) == 404
     left = envelope(client.get(path(org["id"]), headers=bearer(org["owner"])))["data"]
     assert [s["name"] for s in left] == ["a.db-password_2"]
 
@@ -297,7 +298,7 @@ def test_a_value_does_not_open_in_another_organization_or_under_another_name(
     for org_id, name in ((other["id"], "K"), (org["id"], "L")):
         with pytest.raises(ApiError) as refused:
             reveal(server, org_id, name)
-        assert refused.value.status == 500 and value not in refused.value.message
+        assert http_status(refused.value) == 500 and value not in refused.value.message
     assert reveal(server, org["id"], "K") == value
     with psycopg.connect(db, autocommit=True) as conn:
         # A's wrapped data key copied onto B's row: it is bound to A.
@@ -308,7 +309,7 @@ def test_a_value_does_not_open_in_another_organization_or_under_another_name(
         )
     with pytest.raises(ApiError) as refused:
         reveal(server, other["id"], "K")
-    assert refused.value.status == 500
+    assert http_status(refused.value) == 500
     assert value not in server.log()
 
 

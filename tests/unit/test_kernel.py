@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from treadle.settings import Settings
+from treadle.web.errors import status as http_status
 from treadle.web.kernel import Kernel
 from treadle.web.request import Request, header_map, read_whole
 from treadle.web.routing import Route, RouteTable
@@ -59,7 +60,7 @@ def test_a_route_that_requires_an_idempotency_key_refuses_a_request_without_one(
     idempotency = Idempotency(Settings.from_env({}), None)  # type: ignore[arg-type]
     with pytest.raises(ApiError) as caught:
         asyncio.run(idempotency.run(req, route, lambda: create(req)))  # type: ignore[arg-type]
-    assert (caught.value.status, caught.value.code) == (428, "idempotency_key_required")
+    assert (http_status(caught.value), caught.value.code) == (428, "idempotency_key_required")
     assert route.idempotent == "required"
     assert Route("POST", "/x", create, "", "t").idempotent == "optional"
     assert Route("GET", "/x", create, "", "t").idempotent == "none"

@@ -15,6 +15,7 @@ from treadle._core import jwt_encode
 from treadle.services import sessions as sessions_module
 from treadle.services.sessions import Sessions
 from treadle.web.errors import ApiError
+from treadle.web.errors import status as http_status
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def warm() -> dict[str, Any]:
 def refusal(sessions: Sessions, token: str) -> str:
     with pytest.raises(ApiError) as caught:
         run(sessions.authenticate(token))
-    assert caught.value.status == 401
+    assert http_status(caught.value) == 401
     return caught.value.message
 
 

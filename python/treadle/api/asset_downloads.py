@@ -40,11 +40,9 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 
 def _unsatisfiable(size: int, message: str) -> ApiError:
     return ApiError(
-        416,
         "range_not_satisfiable",
         message,
         {"size": size},
-        headers=[("content-range", f"bytes */{size}")],
     )
 
 

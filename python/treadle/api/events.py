@@ -99,7 +99,7 @@ class _Rights:
                 principal = self.principal
             await self.app.authz.ensure(self.scope.organization_id)
         except ApiError as exc:
-            if exc.status in (401, 403, 404):
+            if exc.code in ("unauthenticated", "forbidden", "not_found"):
                 return f"{exc.message}; this stream has ended"
             raise  # unavailable: decided next round
         decision = self.app.authz.check(

@@ -19,6 +19,7 @@ from treadle.api.jobs import (
     Job,
     worker_of,
 )
+from treadle.web import errors
 from treadle.web.bodies import convert
 from treadle.web.errors import ApiError
 from treadle.web.request import Request
@@ -125,7 +126,7 @@ def _outcomes(req: Request, outcomes: list[Any]) -> list[dict[str, Any]]:
                     "index": index,
                     "id": _uuid(raw_id),
                     "ok": False,
-                    "status": outcome.status,
+                    "status": errors.status(outcome),
                     "job": None,
                     "error": {
                         "code": outcome.code,

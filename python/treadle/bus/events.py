@@ -25,10 +25,10 @@ from treadle.background import Background
 from treadle.bus.leases import Lease, Leases
 from treadle.bus.pacer import Pacer
 from treadle.bus.redis import UNAVAILABLE, Client, connect, run_script, tagged
+from treadle.errors import ApiError
 from treadle.settings import Settings
 from treadle.store import events as outbox
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.events")
 
@@ -490,11 +490,10 @@ class Events:
             "process": f"this server process already serves {self.leases.per_process}",
         }[lease]
         raise ApiError(
-            429,
             "too_many_streams",
             f"{cap} open event streams: close one, or combine topics in one stream",
             {"retry_after_seconds": STREAM_RETRY_SECONDS, "limit": lease},
-            headers=[("retry-after", str(STREAM_RETRY_SECONDS))],
+            retry_after=STREAM_RETRY_SECONDS,
         )
 
     def release(self, lease: Lease | None) -> None:

@@ -12,6 +12,7 @@ import psycopg
 from treadle import clock
 from treadle._core import keyed_hash, random_token
 from treadle.bus.redis import UNAVAILABLE, Client
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.mail import Mail
 from treadle.services.passwords import Passwords, check_new
@@ -21,7 +22,6 @@ from treadle.settings import Settings
 from treadle.store import sessions as session_store
 from treadle.store import users as user_store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 WRONG_CREDENTIALS = "email or password is wrong"

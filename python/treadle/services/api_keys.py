@@ -22,12 +22,12 @@ import psycopg
 from treadle import _core, clock
 from treadle.background import Background
 from treadle.bus.invalidation import Invalidator
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.principal import Actor, Principal
 from treadle.store import api_keys as key_store
 from treadle.store import usage as usage_store
 from treadle.store.db import Conn, Database
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.api_keys")
 

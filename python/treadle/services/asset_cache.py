@@ -10,7 +10,9 @@ it exists, in every process: the directory is the cache's only state. Copies are
 under ``tmp/`` and renamed into place, so no reader sees half a copy; a read marks its
 copy as used (its mtime); placing a new copy evicts the least recently used ones until
 the whole fits in ``capacity`` bytes. A copy evicted while the server is sending it is
-still read to its end (an open file outlives its name).
+still read to its end (an open file outlives its name); only one evicted in the moment
+between its read marking it as the most recently used and the server opening it would
+fail that download, which a budget of more than a few blobs makes all but impossible.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from uuid import UUID
 import orjson
 
 from treadle import _core, clock
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.asset_cache import BlobCache
 from treadle.services.asset_s3 import S3Store
@@ -34,7 +35,6 @@ from treadle.services.principal import Actor
 from treadle.settings import Settings
 from treadle.store import assets as store
 from treadle.store.db import Database, after_commit
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.assets")
 Row = dict[str, Any]
@@ -253,7 +253,6 @@ def _replayed(found: Row, fingerprint: str) -> Row:
     stored = found.pop("fingerprint")
     if not _core.constant_time_eq((stored or "").encode(), fingerprint.encode()):
         raise ApiError(
-            422,
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different upload; use a new key",
         )

@@ -16,11 +16,11 @@ from uuid import UUID
 
 from treadle import _core
 from treadle.bus.invalidation import Invalidator
+from treadle.errors import ApiError
 from treadle.store import acl as acl_store
 from treadle.store import orgs as org_store
 from treadle.store import teams as team_store
 from treadle.store.db import Conn, Database
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.authz")
 

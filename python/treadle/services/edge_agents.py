@@ -21,13 +21,13 @@ import msgspec
 from treadle import _core, clock
 from treadle.bus.invalidation import Invalidator
 from treadle.cache import MISSING, TTLCache
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.api_keys import ApiKeys
 from treadle.services.principal import Actor, Principal
 from treadle.store import edge_agents as agent_store
 from treadle.store import orgs as org_store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 TOKEN_PREFIX = "tdl_enroll_"

@@ -30,10 +30,10 @@ from typing import Any
 
 from treadle import _core, clock
 from treadle.cache import MISSING, TTLCache
+from treadle.errors import ApiError
 from treadle.settings import Settings
 from treadle.store import idempotency as idem_store
 from treadle.store.db import Conn, Database
-from treadle.web.errors import ApiError
 from treadle.web.request import Request
 from treadle.web.response import Response
 from treadle.web.routing import Route
@@ -86,7 +86,6 @@ class Idempotency:
         if key is None:
             if route.idempotent == "required":
                 raise ApiError(
-                    428,
                     "idempotency_key_required",
                     "this route needs an Idempotency-Key header: a unique value per operation",
                 )
@@ -136,10 +135,9 @@ class Idempotency:
                 return _replay(self._keep(principal, key, stored), fingerprint)
             if not locked:
                 raise ApiError(
-                    409,
                     "idempotency_in_flight",
                     "a request with this Idempotency-Key is still running; retry shortly",
-                    headers=[("retry-after", "1")],
+                    retry_after=1,
                 )
             response = await respond()
             if response.status >= 500:
@@ -186,7 +184,6 @@ def check_same(stored_fingerprint: str, fingerprint: str) -> None:
     """422 unless the request is the one first sent with this Idempotency-Key."""
     if not _core.constant_time_eq(stored_fingerprint.encode(), fingerprint.encode()):
         raise ApiError(
-            422,
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different request; use a new key",
         )

@@ -11,6 +11,7 @@ import psycopg
 
 from treadle import clock
 from treadle._core import constant_time_eq, random_token
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.authz import Authorizer
 from treadle.services.mail import Mail
@@ -20,7 +21,6 @@ from treadle.settings import Settings
 from treadle.store import invitations as invitation_store
 from treadle.store import orgs as org_store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 FLOOD_WINDOW = 3600

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from treadle.errors import ApiError
 from treadle.services.jobs import (
     Jobs,
     backoff,
@@ -32,7 +33,6 @@ from treadle.store import orgs as org_store
 from treadle.store import teams as team_store
 from treadle.store import usage as usage_store
 from treadle.store.db import Conn
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 # An item of a worker batch: decoded fields, or why it could not be decoded.
@@ -205,4 +205,4 @@ class JobBatches:
 
 def _at(error: ApiError, path: str) -> ApiError:
     """``error`` with its details pointing at ``path``."""
-    return ApiError(error.status, error.code, error.message, {**error.details, "path": path})
+    return error.at(path)

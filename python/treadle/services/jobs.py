@@ -21,6 +21,7 @@ import psycopg
 from treadle._core import constant_time_eq, derive_key, keyed_hash, random_token
 from treadle.background import Background
 from treadle.encoding import encodable
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.idempotency import check_same
 from treadle.services.principal import Actor, Principal
@@ -32,7 +33,6 @@ from treadle.store import teams as team_store
 from treadle.store import usage as usage_store
 from treadle.store.db import Conn, Database
 from treadle.store.jobs import NOW
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.jobs")
 
@@ -431,7 +431,7 @@ class Jobs:
 
 
 def _lease_lost(message: str, job: Row) -> ApiError:
-    return ApiError(409, LEASE_LOST, message, {"status": job["status"]})
+    return ApiError(LEASE_LOST, message, {"status": job["status"]})
 
 
 def new_job(

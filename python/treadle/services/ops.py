@@ -17,12 +17,12 @@ from uuid import UUID
 
 from treadle import clock
 from treadle.bus.redis import Client, ping
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.principal import Actor
 from treadle.settings import Settings
 from treadle.store import ops as store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 if TYPE_CHECKING:
     from treadle.services.jobs import Jobs
@@ -176,7 +176,6 @@ class Ops:
                 # Its single-use token was erased when it failed: sent again, the link
                 # would not work. The user asks for a new one instead.
                 raise ApiError(
-                    409,
                     "mail_link_spent",
                     "this mail's single-use link was erased when it failed; the user can ask"
                     " for a new one (resend verification, forgot password, a new invitation)",

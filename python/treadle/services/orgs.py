@@ -9,6 +9,7 @@ from uuid import UUID
 
 import psycopg
 
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.authz import Authorizer, Scope
 from treadle.services.invitations import Invitations
@@ -16,7 +17,6 @@ from treadle.services.principal import Actor
 from treadle.store import orgs as org_store
 from treadle.store import users as user_store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 # The invalidation published when an organization's settings change: its id.
 SETTINGS_CHANGED = "orgsettings"

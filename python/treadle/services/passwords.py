@@ -16,8 +16,8 @@ from typing import TypeVar
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from treadle.errors import ApiError
 from treadle.settings import Settings
-from treadle.web.errors import ApiError
 
 MIN_LENGTH = 10
 # argon2 cost grows with input; a cap keeps a giant password from being a DoS.

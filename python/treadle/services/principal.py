@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from treadle.web.errors import ApiError
+from treadle.errors import ApiError
 
 
 @dataclass(frozen=True, slots=True)

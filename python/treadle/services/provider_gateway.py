@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 
 from treadle import _core, clock, encoding
+from treadle.errors import ApiError
 from treadle.services import provider_http as http
 from treadle.services.principal import Actor
 from treadle.services.provider_adapters import ADAPTERS, Call, ProtocolError, Reply
@@ -29,7 +30,6 @@ from treadle.services.provider_resilience import Breaker, Upstream, backoff
 from treadle.services.provider_usage import UsageWriter
 from treadle.settings import Settings
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 MILLION = Decimal(1_000_000)

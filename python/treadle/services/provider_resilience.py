@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from treadle.web.errors import ApiError
+from treadle.errors import ApiError
 
 # Upstream statuses worth another attempt: rate limited, or the provider's own trouble
 # (529: Anthropic's "overloaded").
@@ -54,13 +54,11 @@ class Upstream(Exception):
             details["upstream_status"] = self.status
         if self.reason is not None:
             details["reason"] = self.reason
-        headers = []
-        status = {"provider_timeout": 504, "provider_unavailable": 503}.get(self.code, 502)
-        if status == 503:
+        wait = None
+        if self.code == "provider_unavailable":
             wait = max(1, round(self.retry_after or 1))
             details["retry_after_seconds"] = wait
-            headers.append(("retry-after", str(wait)))
-        return ApiError(status, self.code, self.message, details, headers)
+        return ApiError(self.code, self.message, details, retry_after=wait)
 
 
 def from_status(status: int, retry_after: float | None) -> Upstream:

@@ -25,9 +25,9 @@ from typing import Any
 import psycopg
 
 from treadle.background import Background
+from treadle.errors import ApiError
 from treadle.store import providers as store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.providers")
 Row = dict[str, Any]

@@ -31,6 +31,7 @@ import aiohttp
 from treadle import _core, clock
 from treadle.bus.invalidation import Invalidator
 from treadle.cache import MISSING, TTLCache
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.orgs import SETTINGS_CHANGED
 from treadle.services.principal import Actor
@@ -46,7 +47,6 @@ from treadle.settings import Settings
 from treadle.store import providers as store
 from treadle.store import teams as team_store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 MAX_PROVIDERS_PER_ORGANIZATION = 50
@@ -117,7 +117,6 @@ class Providers:
                 await resolve_host(host, port, self.allow_private)
         except UrlRefused as exc:
             raise ApiError(
-                400,
                 "url_refused",
                 f"providers cannot be called at this URL: {exc}; give a public http(s) URL",
                 {"path": "$.base_url"},
@@ -205,7 +204,6 @@ class Providers:
             hit = await self.configs.load((org_id, name), load)
         if hit is _NONE:
             raise ApiError(
-                404,
                 "not_found",
                 f"no provider named {name!r} in this organization",
                 {"path": path},
@@ -329,7 +327,6 @@ class Providers:
                 if not await store.reserve(conn, org_id, month, amount, cap):
                     spent = await store.spent(conn, org_id, month)
                     raise ApiError(
-                        402,
                         "budget_exceeded",
                         f"this call may cost up to {amount:f} and the organization has spent "
                         f"{spent:f} of its monthly budget of {cap:f}; lower max_tokens, or "
@@ -388,7 +385,7 @@ class Providers:
                 context=contextvars.Context(),
             )
         except ApiError as exc:
-            if exc.status == 404:
+            if exc.code == "not_found":
                 raise ApiError.conflict(
                     f"provider {config['name']!r} names the credential {key[1]!r}, which is "
                     "not among the organization's secrets; PUT it first",

@@ -24,11 +24,11 @@ from treadle import _core
 from treadle.bus.invalidation import Invalidator
 from treadle.bus.redis import UNAVAILABLE, Client
 from treadle.cache import MISSING, TTLCache
+from treadle.errors import ApiError
 from treadle.services.principal import Principal
 from treadle.settings import Settings, parse_rate
 from treadle.store import orgs as org_store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 Headers = list[tuple[str, str]]
 # While Redis is unreachable, ask it again at most this often (each try can cost a timeout).
@@ -136,7 +136,7 @@ class RateLimits:
                 f" retry in {wait} s",
                 wait,
             )
-            error.headers.extend(headers)
+            error.metadata.extend(headers)
             raise error
         return headers
 

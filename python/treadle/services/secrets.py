@@ -28,13 +28,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from treadle.bus.invalidation import Invalidator
+from treadle.errors import ApiError
 from treadle.sealing import Sealer
 from treadle.services import audit
 from treadle.services.principal import Actor
 from treadle.settings import Settings, SettingsError, secret_key_problem
 from treadle.store import secrets as store
 from treadle.store.db import Conn, Database
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.secrets")
 

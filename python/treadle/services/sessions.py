@@ -18,12 +18,12 @@ from treadle import clock
 from treadle._core import TokenError, derive_key, jwt_decode, jwt_encode, keyed_hash, random_token
 from treadle.bus.invalidation import Invalidator
 from treadle.cache import MISSING, TTLCache
+from treadle.errors import ApiError
 from treadle.services.principal import Principal
 from treadle.settings import Settings
 from treadle.store import sessions as session_store
 from treadle.store import users as user_store
 from treadle.store.db import Conn, Database
-from treadle.web.errors import ApiError
 
 ISSUER = "treadle"
 # How long a cached session or user may be trusted without an invalidation message.

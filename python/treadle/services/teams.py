@@ -8,13 +8,13 @@ from uuid import UUID
 
 import psycopg
 
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.authz import Authorizer
 from treadle.services.principal import Actor
 from treadle.store import orgs as org_store
 from treadle.store import teams as team_store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 

@@ -13,12 +13,12 @@ from typing import Any
 from uuid import UUID
 
 from treadle import _core, clock
+from treadle.errors import ApiError
 from treadle.services.edge_agents import EdgeAgents, agent_of
 from treadle.services.principal import Principal
 from treadle.settings import Settings
 from treadle.store import telemetry as telemetry_store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 MEDIA_TYPES = {"application/json": False, "application/x-ndjson": True}
@@ -26,7 +26,13 @@ ENCODINGS = ("identity", "gzip", "zstd")
 # Below this a batch is parsed on the event loop's thread: the hop to a worker thread
 # costs more than the parse.
 INLINE_BYTES = 16 * 1024
-_STATUS = {"too_large": 413, "too_many_events": 413, "bad_encoding": 400, "not_json": 400}
+# The error of each way a body can fail as a whole.
+_CODE = {
+    "too_large": "payload_too_large",
+    "too_many_events": "payload_too_large",
+    "bad_encoding": "bad_request",
+    "not_json": "bad_request",
+}
 
 
 class Telemetry:
@@ -81,9 +87,7 @@ class Telemetry:
         except _core.IngestError as exc:
             async with self.db.transaction() as conn:
                 await telemetry_store.record_failure(conn, org_id, agent_id, exc.message)
-            status = _STATUS[exc.code]
-            code = "payload_too_large" if status == 413 else "bad_request"
-            raise ApiError(status, code, exc.message, {"reason": exc.code}) from None
+            raise ApiError(_CODE[exc.code], exc.message, {"reason": exc.code}) from None
         day = received.date()  # the clock is UTC: the partitions are UTC days
         if accepted:
             await self._partition(org_id, day)

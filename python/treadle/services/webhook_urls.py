@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from treadle.web.errors import ApiError
+from treadle.errors import ApiError
 
 MAX_URL_CHARS = 2048
 RESOLVE_SECONDS = 5.0
@@ -128,7 +128,6 @@ async def ensure_allowed(url: str, allow_private: bool) -> None:
             await resolve(host, port, allow_private)
     except UrlRefused as exc:
         raise ApiError(
-            400,
             "url_refused",
             f"webhooks cannot be sent to this URL: {exc}; give a public http(s) URL",
             {"field": "$.url"},

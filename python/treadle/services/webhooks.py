@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from treadle import _core
+from treadle.errors import ApiError
 from treadle.sealing import Sealer
 from treadle.services import audit
 from treadle.services.principal import Actor
@@ -19,7 +20,6 @@ from treadle.settings import Settings
 from treadle.store import events
 from treadle.store import webhooks as store
 from treadle.store.db import Database, defer
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 MAX_ENDPOINTS_PER_ORGANIZATION = 100

@@ -20,6 +20,7 @@ from uuid import UUID
 
 import msgspec
 
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.jobs import job_type
 from treadle.services.principal import Actor
@@ -28,7 +29,6 @@ from treadle.store import orgs as org_store
 from treadle.store import teams as team_store
 from treadle.store import workflow_definitions as definition_store
 from treadle.store.db import Conn, Database
-from treadle.web.errors import ApiError
 
 Row = dict[str, Any]
 # The outcomes each kind of node ends with; a node that ends with one of several names

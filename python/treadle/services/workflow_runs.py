@@ -30,6 +30,7 @@ from uuid import UUID
 import msgspec
 
 from treadle.background import Background
+from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.jobs import Jobs, job_event, job_type, new_job, submitter
 from treadle.services.principal import Actor, Principal
@@ -42,7 +43,6 @@ from treadle.store import workflow_approvals as approval_store
 from treadle.store import workflow_definitions as definition_store
 from treadle.store import workflow_runs as run_store
 from treadle.store.db import Conn, Database
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.workflows")
 Row = dict[str, Any]
@@ -762,7 +762,6 @@ class WorkflowRuns:
         limit = self.settings.workflow_max_input_bytes
         if size > limit:
             raise ApiError(
-                413,
                 "payload_too_large",
                 f"the {what} is {size} bytes as JSON; at most {limit} are allowed",
                 {"limit_bytes": limit, "path": path},

@@ -29,7 +29,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from treadle import encoding
-from treadle.web.errors import ApiError
+from treadle.errors import ApiError
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 

@@ -1,89 +1,65 @@
-"""The one error type of the API: an HTTP status with a stable code and a message."""
+"""How the HTTP transport answers the one error type (``treadle.errors.ApiError``): the
+status of each code, and the headers some codes carry."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+
+from treadle.errors import ApiError
+
+__all__ = ["HTTP_STATUS", "ApiError", "headers", "status"]
+
+log = logging.getLogger("treadle.web")
+
+HTTP_STATUS = {
+    "bad_request": 400,
+    "validation_failed": 400,
+    "url_refused": 400,
+    "unauthenticated": 401,
+    "budget_exceeded": 402,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "conflict": 409,
+    "idempotency_in_flight": 409,
+    "lease_lost": 409,
+    "mail_link_spent": 409,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "range_not_satisfiable": 416,
+    "idempotency_key_reused": 422,
+    "idempotency_key_required": 428,
+    "rate_limited": 429,
+    "too_many_streams": 429,
+    "internal": 500,
+    "provider_error": 502,
+    "unavailable": 503,
+    "provider_unavailable": 503,
+    "provider_timeout": 504,
+}
 
 
-class ApiError(Exception):
-    """Raised anywhere below the kernel; the kernel turns it into the error envelope."""
+def status(error: ApiError) -> int:
+    found = HTTP_STATUS.get(error.code)
+    if found is None:
+        # A code without its entry is a bug (tests/unit/test_errors.py looks for them).
+        log.error("error code %r has no HTTP status; answering 500", error.code)
+        return 500
+    return found
 
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: dict[str, Any] | None = None,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
-        self.headers = headers or []
 
-    @classmethod
-    def bad_request(cls, message: str, **details: Any) -> ApiError:
-        return cls(400, "bad_request", message, details)
-
-    @classmethod
-    def validation(cls, message: str, path: str, **details: Any) -> ApiError:
-        return cls(400, "validation_failed", message, {"path": path, **details})
-
-    @classmethod
-    def unauthenticated(cls, message: str = "missing or invalid credentials") -> ApiError:
-        return cls(401, "unauthenticated", message, headers=[("www-authenticate", "Bearer")])
-
-    @classmethod
-    def forbidden(cls, message: str) -> ApiError:
-        return cls(403, "forbidden", message)
-
-    @classmethod
-    def not_found(cls, message: str = "no such resource") -> ApiError:
-        return cls(404, "not_found", message)
-
-    @classmethod
-    def method_not_allowed(cls, method: str, allowed: list[str]) -> ApiError:
-        return cls(
-            405,
-            "method_not_allowed",
-            f"{method} is not allowed here; use one of {', '.join(allowed)}",
-            {"allowed": allowed},
-            headers=[("allow", ", ".join(allowed))],
-        )
-
-    @classmethod
-    def conflict(cls, message: str, **details: Any) -> ApiError:
-        return cls(409, "conflict", message, details)
-
-    @classmethod
-    def payload_too_large(cls, limit: int) -> ApiError:
-        return cls(
-            413,
-            "payload_too_large",
-            f"request body is larger than the limit of {limit} bytes",
-            {"limit_bytes": limit},
-        )
-
-    @classmethod
-    def unsupported_media_type(cls, message: str) -> ApiError:
-        return cls(415, "unsupported_media_type", message)
-
-    @classmethod
-    def rate_limited(cls, message: str, retry_after: int) -> ApiError:
-        return cls(
-            429,
-            "rate_limited",
-            message,
-            {"retry_after_seconds": retry_after},
-            headers=[("retry-after", str(retry_after))],
-        )
-
-    @classmethod
-    def unavailable(cls, message: str, retry_after: int = 1) -> ApiError:
-        return cls(503, "unavailable", message, headers=[("retry-after", str(retry_after))])
-
-    @classmethod
-    def internal(cls) -> ApiError:
-        return cls(500, "internal", "internal error; the request id identifies it in the logs")
+def headers(error: ApiError) -> list[tuple[str, str]]:
+    out = list(error.metadata)
+    if error.retry_after is not None:
+        out.append(("retry-after", str(error.retry_after)))
+    if error.code == "unauthenticated":
+        out.append(("www-authenticate", "Bearer"))
+    elif error.code == "method_not_allowed":
+        out.append(("allow", ", ".join(error.details["allowed"])))
+    elif error.code == "payload_too_large":
+        # The rest of the body was not read, so the connection cannot carry another
+        # request: say so, or a client sends its next one into a closing socket.
+        out.append(("connection", "close"))
+    elif error.code == "range_not_satisfiable":
+        out.append(("content-range", f"bytes */{error.details['size']}"))
+    return out

@@ -12,7 +12,7 @@ from typing import Any
 
 from treadle._core import request_id
 from treadle.settings import Settings
-from treadle.web import envelope
+from treadle.web import envelope, errors
 from treadle.web.access_log import AccessLog
 from treadle.web.bodies import Limits, decode
 from treadle.web.errors import ApiError
@@ -184,7 +184,8 @@ class Kernel:
     def error_response(self, req: Request, exc: ApiError) -> Response:
         if not req.request_id:
             self._identify(req)
-        return Response(exc.status, envelope.encode(req, exc.status, None, exc), list(exc.headers))
+        code = errors.status(exc)
+        return Response(code, envelope.encode(req, code, None, exc), errors.headers(exc))
 
     def _identify(self, req: Request) -> None:
         headers = req.headers

@@ -22,11 +22,11 @@ import aiosmtplib
 import psycopg
 
 from treadle.background import Background
+from treadle.errors import ApiError
 from treadle.services.mail import render
 from treadle.settings import Settings
 from treadle.store import outbox
 from treadle.store.db import Database, defer
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.mail")
 

@@ -9,10 +9,10 @@ import logging
 import psycopg
 
 from treadle.background import Background
+from treadle.errors import ApiError
 from treadle.settings import Settings
 from treadle.store import retention
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.retention")
 

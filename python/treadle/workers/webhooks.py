@@ -26,13 +26,13 @@ import psycopg
 from treadle import _core
 from treadle import retry_after as retry_after_header
 from treadle.background import Background
+from treadle.errors import ApiError
 from treadle.sealing import Sealer
 from treadle.services.webhook_urls import GuardedResolver, UrlRefused, check_address, literal, parse
 from treadle.settings import Settings
 from treadle.store import events
 from treadle.store import webhooks as store
 from treadle.store.db import Database
-from treadle.web.errors import ApiError
 
 log = logging.getLogger("treadle.webhooks")
 
