@@ -23,6 +23,7 @@ Storage as in ``http_compare.py`` (``--database-url`` / ``--redis-url``, else em
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import threading
 import time
@@ -116,7 +117,11 @@ def _round(
     bodies = [batch_body(args.events, seed) for seed in range(args.batches)]
 
     noise.wait_quiet(meter, args.quiet, args.quiet_wait)
+    server_pids = list(_tree(app.proc.pid)) if app.proc else []
+    server_before, pg_before = _cpu(server_pids), _backends_cpu(store.database_url)
     results = runner.in_processes(agent, [(app.url, key, bodies) for key in keys])
+    server_cpu = _cpu(server_pids) - server_before
+    pg_http = _backends_cpu(store.database_url, pg_before)
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     sent = sum(r["events"] for r in results)
     errors = sum(r["errors"] for r in results)
@@ -124,8 +129,9 @@ def _round(
 
     noise.wait_quiet(meter, args.quiet, args.quiet_wait)
     exactly_once = errors == 0 and landed(store.database_url, agent_ids, args)
-    copy_wall = raw_copy(store.database_url, org.id, agent_ids)
+    copy_wall, copier_cpu, pg_copy = raw_copy(store.database_url, org.id, agent_ids)
     copied = args.agents * args.batches * args.events
+    batches = args.agents * args.batches
     return {
         "http_per_s": sent / wall,
         "copy_per_s": copied / copy_wall,
@@ -133,7 +139,62 @@ def _round(
         "errors": errors,
         "exactly_once": exactly_once,
         "rss_mib": rss / 1024,
+        # CPU milliseconds per batch, robust to a shared machine's noise in a way that
+        # throughput is not: where each half's time goes.
+        "ms_per_batch": {
+            "http_server": 1000 * server_cpu / batches,
+            "http_postgres": 1000 * pg_http / batches,
+            "http_agents": 1000 * sum(r["cpu"] for r in results) / batches,
+            "copy_postgres": 1000 * pg_copy / batches,
+            "copy_client": 1000 * copier_cpu / batches,
+        },
+        "http_cores": (server_cpu + pg_http) / wall,
+        "copy_cores": (pg_copy + copier_cpu) / copy_wall,
     }
+
+
+def _tree(pid: int) -> list[int]:
+    pids, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        pids.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        stack.extend(int(c) for c in children)
+    return pids
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of a process on this machine; 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(_cpu_of(pid) for pid in pids)
+
+
+def _backends_cpu(database_url: str, before: dict[int, float] | None = None) -> Any:
+    """With no ``before``: CPU seconds of each PostgreSQL backend of the bench's database
+    (PostgreSQL on this machine). With it: the CPU they used since (new backends count
+    from zero; one that ended meanwhile is missed)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall()
+        ]
+    now = {pid: _cpu_of(pid) for pid in pids}
+    if before is None:
+        return now
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items())
 
 
 def _put(url: str, body: object, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -151,6 +212,7 @@ def agent(url: str, key: str, bodies: list[bytes], ready: Any, results: Any) -> 
         client.get("/v1/edge-agents/policy")
         ready.wait(timeout=60)
         start = time.monotonic()
+        cpu = time.process_time()
         for body in bodies:
             status, answer = client.post(
                 "/v1/telemetry/ingest", body, {"idempotency-key": str(uuid.uuid4())}
@@ -160,12 +222,14 @@ def agent(url: str, key: str, bodies: list[bytes], ready: Any, results: Any) -> 
             else:
                 events += answer["data"]["accepted"]
         end = time.monotonic()
-    results.put({"start": start, "end": end, "errors": errors, "events": events})
+        cpu = time.process_time() - cpu
+    results.put({"start": start, "end": end, "errors": errors, "events": events, "cpu": cpu})
 
 
-def raw_copy(database_url: str, org_id: str, agent_ids: list[str]) -> float:
-    """Seconds for one thread per agent to COPY the rows the server wrote for that agent's
-    batches back into the same partition, each batch in its own transaction. The rows
+def raw_copy(database_url: str, org_id: str, agent_ids: list[str]) -> tuple[float, float, float]:
+    """Seconds, the copying threads' CPU seconds and their backends', for one thread per
+    agent to COPY the rows the server wrote for that agent's batches back into the same
+    partition, each batch in its own transaction. The rows
     are read back from PostgreSQL beforehand (``COPY ... TO STDOUT``, binary), each batch
     under a new batch id: the same rows, with their own ``received_at``, as a new batch."""
     org = uuid.UUID(org_id)
@@ -192,12 +256,20 @@ def raw_copy(database_url: str, org_id: str, agent_ids: list[str]) -> float:
     barrier = threading.Barrier(len(encoded) + 1)
     ends: list[float] = []
 
+    cpus: list[float] = []
+    pg_cpus: list[float] = []
+
     def copier(datas: list[bytes]) -> None:
         with psycopg.connect(database_url) as conn:
+            backend = conn.info.backend_pid
             barrier.wait()
+            cpu, pg = time.thread_time(), _cpu_of(backend)
             for data in datas:
                 with conn.transaction(), conn.cursor() as cur, cur.copy(target) as copy:
                     copy.write(data)
+            cpus.append(time.thread_time() - cpu)
+            # Read before the connection closes: its backend ends with it.
+            pg_cpus.append(_cpu_of(backend) - pg)
         ends.append(time.monotonic())
 
     threads = [threading.Thread(target=copier, args=(datas,)) for datas in encoded]
@@ -207,7 +279,7 @@ def raw_copy(database_url: str, org_id: str, agent_ids: list[str]) -> float:
     start = time.monotonic()
     for t in threads:
         t.join()
-    return max(ends) - start
+    return max(ends) - start, sum(cpus), sum(pg_cpus)
 
 
 def landed(database_url: str, agent_ids: list[str], args: Any) -> bool:
@@ -263,6 +335,14 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"| HTTP / raw COPY | **{med('ratio'):.2f}** | {each('ratio', '.2f')} |",
             f"| server peak RSS, MiB | {max(r['rss_mib'] for r in runs):,.0f}"
             f" | {each('rss_mib')} |",
+            "",
+            "CPU ms per batch (medians): "
+            + ", ".join(
+                f"{name} {statistics.median(r['ms_per_batch'][name] for r in runs):.2f}"
+                for name in runs[0]["ms_per_batch"]
+            )
+            + f"; cores busy: HTTP half {med('http_cores'):.2f} (server + PostgreSQL),"
+            f" COPY half {med('copy_cores'):.2f} (PostgreSQL + copiers)",
         ]
     )
 
