@@ -14,7 +14,6 @@ from treadle.services.api_keys import ApiKeys
 from treadle.services.assets import Assets
 from treadle.services.authz import Authorizer
 from treadle.services.edge_agents import EdgeAgents
-from treadle.services.idempotency import Idempotency
 from treadle.services.invitations import Invitations
 from treadle.services.job_batches import JobBatches
 from treadle.services.jobs import Jobs, Reaper
@@ -34,6 +33,7 @@ from treadle.services.workflow_runs import WorkflowRuns, WorkflowTimers
 from treadle.settings import Settings
 from treadle.store.db import Database
 from treadle.web.client_address import client_address, parse_trusted
+from treadle.web.idempotency import Idempotency
 from treadle.web.kernel import Kernel
 from treadle.web.metrics import Metrics
 from treadle.web.request import Request

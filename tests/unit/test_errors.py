@@ -3,6 +3,7 @@ maps each code it can meet to a status and the headers that go with it."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -64,3 +65,19 @@ def test_metadata_and_a_path_survive_at() -> None:
         3,
     )
     assert headers(moved) == [("ratelimit", '"user";r=0;t=3'), ("retry-after", "3")]
+
+
+def test_services_import_nothing_from_the_transports() -> None:
+    """Business rules know no HTTP (DESIGN.md): no module of treadle.services imports
+    treadle.web, at the top or inside a function."""
+    offenders = []
+    for path in sorted((PACKAGE / "services").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if any(n == "treadle.web" or n.startswith("treadle.web.") for n in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

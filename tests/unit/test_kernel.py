@@ -46,9 +46,9 @@ def test_unexpected_error_is_500_internal_with_the_trace_only_in_the_log(
 
 
 def test_a_route_that_requires_an_idempotency_key_refuses_a_request_without_one() -> None:
-    from treadle.services.idempotency import Idempotency
     from treadle.services.principal import Principal
     from treadle.web.errors import ApiError
+    from treadle.web.idempotency import Idempotency
 
     async def create(req: Request) -> None:
         raise AssertionError("must not run")
@@ -75,9 +75,9 @@ def test_an_identical_retry_skips_decoding_and_scope_but_not_authorization() -> 
 
     from treadle import _core, clock
     from treadle.services.authz import Scope
-    from treadle.services.idempotency import Idempotency
     from treadle.services.principal import Principal
     from treadle.web.errors import ApiError
+    from treadle.web.idempotency import Idempotency
 
     class Thing(msgspec.Struct, forbid_unknown_fields=True):
         name: str

@@ -25,7 +25,7 @@ log = logging.getLogger("treadle.request")
 
 Authenticator = Callable[[Request, Route], Awaitable[Any]]
 Authorizer = Callable[[Request, Route], Awaitable[None]]
-# Runs the handler at most once per Idempotency-Key (see treadle.services.idempotency).
+# Runs the handler at most once per Idempotency-Key (see treadle.web.idempotency).
 Idempotent = Callable[[Request, Route, Callable[[], Awaitable[Response]]], Awaitable[Response]]
 # The stored answer to a retry, found from its raw body before decoding (setting ``req.scope``).
 Replayer = Callable[[Request, Route, bytes], Awaitable[Response | None]]

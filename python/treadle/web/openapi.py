@@ -73,7 +73,7 @@ _ENVELOPE_PARTS: dict[str, Any] = {
 }
 
 
-# What the kernel accepts as an Idempotency-Key (treadle.services.idempotency._KEY).
+# What the kernel accepts as an Idempotency-Key (treadle.web.idempotency._KEY).
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"
 
 
