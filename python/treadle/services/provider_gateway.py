@@ -106,7 +106,9 @@ class Gateway:
         self.db = db
         self.breaker = breaker
         self.credentials = credentials
-        self.usage = UsageWriter(db, settings.provider_usage_wait_seconds)
+        self.usage = UsageWriter(
+            db, settings.provider_usage_flush_seconds, settings.provider_usage_wait_seconds
+        )
         self.session: aiohttp.ClientSession | None = None
 
     async def _attempt(self, target: Target, stream: bool, run: _Run, actor: Actor) -> Any:

@@ -2,15 +2,17 @@
 
 A call's record (``provider_calls``), its two usage records and its settlement of the
 month's spend are queued when the call ends and written by one statement per batch: a
-batch is written as soon as the one before it has committed, so under load records
-gather while PostgreSQL commits and a thousand calls a second make tens of statements,
-not thousands. ``add`` gives a future that is done once the record is committed, and the
-gateway answers (or sends a stream's ``done`` event) only then: an answered call's usage
-survives a crash of the API process (committed with ``synchronous_commit`` off, see
-``flush``). It waits at most ``provider_usage_wait_seconds``; past that (PostgreSQL
-away) the call is answered anyway and its record stays queued, retried until written, up
-to ``MAX_QUEUED`` records. A budget's reservations are written before the call, so a
-budget is never overrun even then.
+batch is written ``provider_usage_flush_seconds`` after its first record (and not before
+the one before it has committed), so a thousand calls a second make a few hundred
+statements at most, not thousands.
+
+``add`` gives a future that is done once the record is committed, and the gateway
+answers (or sends a stream's ``done`` event) only then: an answered call's usage survives
+a crash of the API process (committed with ``synchronous_commit`` off, see ``flush``). It
+waits at most ``provider_usage_wait_seconds``; past that (PostgreSQL away) the call is
+answered anyway and its record stays queued, retried until written, up to ``MAX_QUEUED``
+records. A budget's reservations are written before the call, so a budget is never
+overrun even then.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ RETRY_SECONDS = 1.0
 
 
 class UsageWriter(Background):
-    def __init__(self, db: Database, wait_seconds: float) -> None:
+    def __init__(self, db: Database, gather_seconds: float, wait_seconds: float) -> None:
         self.db = db
+        self.gather_seconds = gather_seconds
         self.wait_seconds = wait_seconds
         self.queue: list[tuple[Row, asyncio.Future[None]]] = []
         self._queued = asyncio.Event()
@@ -74,6 +77,9 @@ class UsageWriter(Background):
     async def run(self) -> None:
         while True:
             await self._queued.wait()
+            # Let the records of concurrent calls gather: a batch per call costs this
+            # process (and PostgreSQL's one hot spend row) more than the wait costs them.
+            await asyncio.sleep(self.gather_seconds)
             self._queued.clear()
             if not await self.flush():
                 await asyncio.sleep(RETRY_SECONDS)
