@@ -45,6 +45,7 @@ def test_round_trip_through_environment() -> None:
         ({"TREADLE_ASSET_LINK_MAX_TTL_SECONDS": "0"}, "asset_link_max_ttl_seconds must be"),
         ({"TREADLE_ASSET_S3_CACHE_BYTES": "-1"}, "asset_s3_cache_bytes must be"),
         ({"TREADLE_PROVIDER_USAGE_WAIT_SECONDS": "0"}, "provider_usage_wait_seconds must be"),
+        ({"TREADLE_PROVIDER_USAGE_FLUSH_SECONDS": "2"}, "provider_usage_flush_seconds must be"),
     ],
 )
 def test_bad_values_say_what_to_fix(env: dict[str, str], fragment: str) -> None:
