@@ -104,6 +104,25 @@ def generated(total: int, digest: ContentDigest) -> Iterator[bytes]:
         yield block
 
 
+def download(
+    client: httpx.Client, pid: int, asset: dict, auth: dict[str, str], pause: float = 0.0
+) -> Sampler:
+    """Download ``asset`` a block at a time (``pause`` seconds after each), checking its
+    size and digest as it arrives; the server's RSS sampled meanwhile."""
+    got = ContentDigest()
+    with (
+        Sampler(pid) as sampled,
+        client.stream("GET", f"/v1/assets/{asset['id']}/content", headers=auth) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(asset["size"])
+        for chunk in response.iter_raw(BLOCK):
+            got.update(chunk)
+            time.sleep(pause)
+    assert (got.size, got.finish()) == (asset["size"], asset["digest"])
+    return sampled
+
+
 def test_a_gib_upload_and_download_grow_the_server_by_less_than_64_mib(
     big_server: Server,
 ) -> None:
@@ -139,20 +158,9 @@ def test_a_gib_upload_and_download_grow_the_server_by_less_than_64_mib(
         asset = envelope(made)["data"]
         assert (asset["size"], asset["digest"]) == (GIB, sent.finish())
 
-        got = ContentDigest()
         started = time.perf_counter()
-        with (
-            Sampler(pid) as down,
-            client.stream(
-                "GET", f"/v1/assets/{asset['id']}/content", headers=bearer(owner)
-            ) as response,
-        ):
-            assert response.status_code == 200
-            assert response.headers["content-length"] == str(GIB)
-            for chunk in response.iter_raw(BLOCK):
-                got.update(chunk)
+        down = download(client, pid, asset, bearer(owner))
         down_seconds = time.perf_counter() - started
-        assert (got.size, got.finish()) == (GIB, asset["digest"])
 
     up_growth, down_growth = up.peak - baseline, down.peak - baseline
     print(
@@ -182,18 +190,8 @@ def test_a_slow_client_downloading_from_s3_does_not_grow_the_server_by_64_mib(
         time.sleep(0.5)
         baseline = tree_rss(pid)
 
-        got = ContentDigest()
-        with (
-            Sampler(pid) as down,
-            client.stream(
-                "GET", f"/v1/assets/{asset['id']}/content", headers=bearer(owner)
-            ) as response,
-        ):
-            assert response.status_code == 200
-            for chunk in response.iter_raw(BLOCK):
-                got.update(chunk)
-                time.sleep(0.01)  # about 100 MB/s: slower than the server reads S3
-        assert (got.size, got.finish()) == (size, asset["digest"])
+        # About 100 MB/s: slower than the server reads S3.
+        down = download(client, pid, asset, bearer(owner), pause=0.01)
 
     growth = down.peak - baseline
     print(f"\nS3 download to a slow client: peak +{growth / 2**20:.1f} MiB")
