@@ -24,6 +24,7 @@ from treadle.cache import MISSING, TTLCache
 from treadle.errors import ApiError
 from treadle.services import audit
 from treadle.services.api_keys import ApiKeys
+from treadle.services.orgs import SETTINGS_CHANGED
 from treadle.services.principal import Actor, Principal
 from treadle.store import edge_agents as agent_store
 from treadle.store import orgs as org_store
@@ -51,7 +52,7 @@ class EdgeAgents:
         # Each organization's policy and its ETag, read on every ingest and poll: kept,
         # and dropped in every process when the settings change.
         self._policies: TTLCache[str, tuple[Row, str]] = TTLCache(POLICY_SECONDS)
-        bus.on("orgsettings", self._policies.drop, self._policies.clear)
+        bus.on(SETTINGS_CHANGED, self._policies.drop, self._policies.clear)
 
     def _hash(self, token: str) -> str:
         return _core.keyed_hash(self.hash_key, token.encode())

@@ -25,6 +25,7 @@ from treadle.bus.invalidation import Invalidator
 from treadle.bus.redis import UNAVAILABLE, Client
 from treadle.cache import MISSING, TTLCache
 from treadle.errors import ApiError
+from treadle.services.orgs import SETTINGS_CHANGED
 from treadle.services.principal import Principal
 from treadle.settings import Settings, parse_rate
 from treadle.store import orgs as org_store
@@ -64,7 +65,7 @@ class RateLimits:
         self._redis_down_until = 0.0
         self._sha: str | None = None
         self._org_policies: TTLCache[str, dict[str, Policy]] = TTLCache(60.0)
-        bus.on("orgsettings", self._org_policies.drop, self._org_policies.clear)
+        bus.on(SETTINGS_CHANGED, self._org_policies.drop, self._org_policies.clear)
 
     async def check(self, principal: Principal, cost: int) -> Headers:
         """Charge the principal's own policy and, for a key, its organization's policy
