@@ -72,4 +72,4 @@ class Invalidator(Background):
             finally:
                 if subscriber is not None:
                     with contextlib.suppress(Exception):
-                        await subscriber.aclose()  # type: ignore[no-untyped-call]
+                        await subscriber.aclose()  # type: ignore[no-untyped-call,unused-ignore]

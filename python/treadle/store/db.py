@@ -91,16 +91,17 @@ class RequestTransaction:
         statements, and the BEGIN when the transaction opens here, are sent without waiting
         for one another, and all their results come back in one round trip as the block
         ends. Read them after the block: a read inside waits a round trip of its own."""
-        if self.conn is not None:
-            async with self.conn.pipeline():
-                yield self.conn
-            return
-        conn = await self._open()
-        async with conn.pipeline():
-            # Not conn.transaction(), which in pipeline mode waits for its BEGIN.
-            await self._stack.enter_async_context(psycopg.AsyncTransaction(conn))
-            self.conn = conn
-            yield conn
+        with _statement_error():
+            if self.conn is not None:
+                async with self.conn.pipeline():
+                    yield self.conn
+                return
+            conn = await self._open()
+            async with conn.pipeline():
+                # Not conn.transaction(), which in pipeline mode waits for its BEGIN.
+                await self._stack.enter_async_context(psycopg.AsyncTransaction(conn))
+                self.conn = conn
+                yield conn
 
     async def pipeline_to_commit(self) -> None:
         """Pipeline mode from here to the end: the statements still to come are sent
@@ -127,7 +128,8 @@ class RequestTransaction:
         if tail is None:
             return False
         try:
-            await tail.__aexit__(kind, exc, tb)
+            with _statement_error():
+                await tail.__aexit__(kind, exc, tb)
         except psycopg.Error:
             if self._committing:
                 raise
@@ -162,6 +164,24 @@ _request: ContextVar[RequestTransaction | None] = ContextVar("treadle_request_tx
 def _open_request() -> RequestTransaction | None:
     tx = _request.get()
     return tx if tx is not None and tx.active and tx.conn is not None else None
+
+
+@contextlib.contextmanager
+def _statement_error() -> Iterator[None]:
+    """The error of the pipelined statement that failed, not the PipelineAborted of the
+    ones the server skipped after it. psycopg raises the latter when the failed result
+    arrives before the pipeline's end and the skipped ones with it (a matter of timing);
+    PipelineAborted is an OperationalError, which would read as "database unavailable"
+    (a 503) when it is a unique violation (a 409) or the like."""
+    try:
+        yield
+    except psycopg.errors.PipelineAborted as exc:
+        cause = exc.__context__
+        while isinstance(cause, psycopg.errors.PipelineAborted):
+            cause = cause.__context__
+        if isinstance(cause, psycopg.Error):
+            raise cause from None
+        raise
 
 
 @contextlib.contextmanager
