@@ -13,7 +13,8 @@ events each (8 attributes, RFC 3339 timestamps, all valid):
 
 The figure is HTTP events/s / raw COPY events/s. The bench checks in PostgreSQL that every
 batch landed once with all its events, and reports the server's peak RSS (VmHWM of its
-processes).
+processes). Each half starts just after a ``CHECKPOINT`` and reports the checkpoints begun
+while it ran (it needs a superuser, as the embedded PostgreSQL's is).
 
     .venv/bin/python bench/telemetry_ingest.py [--agents 8] [--batches 40] [--events 1000]
 
@@ -116,10 +117,13 @@ def _round(
         agent_ids.append(enrolled["data"]["agent"]["id"])
     bodies = [batch_body(args.events, seed) for seed in range(args.batches)]
 
+    checkpoint(store.database_url)
     noise.wait_quiet(meter, args.quiet, args.quiet_wait)
     server_pids = list(_tree(app.proc.pid)) if app.proc else []
     server_before, pg_before = _cpu(server_pids), _backends_cpu(store.database_url)
+    checkpoints = checkpoints_so_far(store.database_url)
     results = runner.in_processes(agent, [(app.url, key, bodies) for key in keys])
+    http_checkpoints = checkpoints_so_far(store.database_url) - checkpoints
     server_cpu = _cpu(server_pids) - server_before
     pg_http = _backends_cpu(store.database_url, pg_before)
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
@@ -129,7 +133,9 @@ def _round(
 
     noise.wait_quiet(meter, args.quiet, args.quiet_wait)
     exactly_once = errors == 0 and landed(store.database_url, agent_ids, args)
-    copy_wall, copier_cpu, pg_copy = raw_copy(store.database_url, org.id, agent_ids)
+    copy_wall, copier_cpu, pg_copy, copy_checkpoints = raw_copy(
+        store.database_url, org.id, agent_ids
+    )
     copied = args.agents * args.batches * args.events
     batches = args.agents * args.batches
     return {
@@ -150,7 +156,26 @@ def _round(
         },
         "http_cores": (server_cpu + pg_http) / wall,
         "copy_cores": (pg_copy + copier_cpu) / copy_wall,
+        "checkpoints": {"http": http_checkpoints, "copy": copy_checkpoints},
     }
+
+
+def checkpoint(database_url: str) -> None:
+    """Each half starts right after a checkpoint. Both write about 130 MB of WAL a round,
+    and with the default max_wal_size the checkpoints they asked for (two in three rounds)
+    fell into one half or the other at random. Just after a checkpoint, each half pays for
+    the first writes to its pages alike and asks for none. (Rounds without any checkpoint
+    still vary by about ±0.15: most of the noise is the machine's.)"""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def checkpoints_so_far(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _tree(pid: int) -> list[int]:
@@ -226,12 +251,15 @@ def agent(url: str, key: str, bodies: list[bytes], ready: Any, results: Any) -> 
     results.put({"start": start, "end": end, "errors": errors, "events": events, "cpu": cpu})
 
 
-def raw_copy(database_url: str, org_id: str, agent_ids: list[str]) -> tuple[float, float, float]:
-    """Seconds, the copying threads' CPU seconds and their backends', for one thread per
-    agent to COPY the rows the server wrote for that agent's batches back into the same
-    partition, each batch in its own transaction. The rows
-    are read back from PostgreSQL beforehand (``COPY ... TO STDOUT``, binary), each batch
-    under a new batch id: the same rows, with their own ``received_at``, as a new batch."""
+def raw_copy(
+    database_url: str, org_id: str, agent_ids: list[str]
+) -> tuple[float, float, float, int]:
+    """Seconds, the copying threads' CPU seconds and their backends', and the checkpoints
+    PostgreSQL began meanwhile, for one thread per agent to COPY the rows the server wrote
+    for that agent's batches back into the same partition, each batch in its own
+    transaction. The rows are read back from PostgreSQL beforehand (``COPY ... TO STDOUT``,
+    binary), each batch under a new batch id: the same rows, with their own
+    ``received_at``, as a new batch."""
     org = uuid.UUID(org_id)
     day = datetime.now(UTC).date()
     partition = sql.Identifier(f"telemetry_events_{org.hex}_{day:%Y%m%d}")
@@ -253,6 +281,7 @@ def raw_copy(database_url: str, org_id: str, agent_ids: list[str]) -> tuple[floa
                 with conn.cursor() as cur, cur.copy(source, (uuid.uuid4(), batch_id)) as copy:
                     datas.append(b"".join(bytes(chunk) for chunk in copy))
             encoded.append(datas)
+    checkpoint(database_url)
     barrier = threading.Barrier(len(encoded) + 1)
     ends: list[float] = []
 
@@ -275,11 +304,17 @@ def raw_copy(database_url: str, org_id: str, agent_ids: list[str]) -> tuple[floa
     threads = [threading.Thread(target=copier, args=(datas,)) for datas in encoded]
     for t in threads:
         t.start()
+    checkpoints = checkpoints_so_far(database_url)
     barrier.wait()
     start = time.monotonic()
     for t in threads:
         t.join()
-    return max(ends) - start, sum(cpus), sum(pg_cpus)
+    return (
+        max(ends) - start,
+        sum(cpus),
+        sum(pg_cpus),
+        checkpoints_so_far(database_url) - checkpoints,
+    )
 
 
 def landed(database_url: str, agent_ids: list[str], args: Any) -> bool:
@@ -343,6 +378,8 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
             )
             + f"; cores busy: HTTP half {med('http_cores'):.2f} (server + PostgreSQL),"
             f" COPY half {med('copy_cores'):.2f} (PostgreSQL + copiers)",
+            "checkpoints begun during the timed halves, per round (HTTP/COPY): "
+            + ", ".join(f"{r['checkpoints']['http']}/{r['checkpoints']['copy']}" for r in runs),
         ]
     )
 
