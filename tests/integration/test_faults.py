@@ -66,6 +66,7 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_write_is_lost(
                 time.sleep(1.5)
                 before = len(loop.statuses)
                 victim = workers[0]
+                killed_at = time.monotonic()
                 victim.kill()
                 victim.wait(5)
                 assert _wait_for(
@@ -75,14 +76,20 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_write_is_lost(
                     ),
                     15,
                 ), server.log()[-3000:]
-                time.sleep(1.5)
+                # Long enough past the 2 s after the kill that a later failure would show.
+                time.sleep(3.0)
                 after = len(loop.statuses)
             assert server.proc.poll() is None, server.log()[-3000:]
             # Requests kept being answered while the worker was gone and after.
             assert after - before > 20, (before, after)
-            # Only requests in flight on the dead worker may fail, at the connection level:
-            # with 2 clients that is at most one each.
-            assert len(loop.connection_errors) <= loop.clients, loop.connection_errors
+            # Only the moment of the kill may fail at the connection level: a request in
+            # flight on the dead worker, or sent on a connection it held. CI once saw three
+            # such errors with two clients (two resets and a disconnect), so the count is
+            # bounded loosely and the timing strictly: all within 2 s of the kill (room for
+            # a slow machine), none later, while the other worker and the replacement serve.
+            errors = list(zip(loop.connection_error_times, loop.connection_errors, strict=True))
+            assert len(errors) <= 2 * loop.clients, errors
+            assert all(killed_at <= at <= killed_at + 2.0 for at, _ in errors), (killed_at, errors)
             assert set(loop.statuses) == {201}, sorted(set(loop.statuses))
             assert not loop.slow, loop.slow
             for job_id in loop.acked:

@@ -44,6 +44,8 @@ class SubmitLoop:
     acked: list[str] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     connection_errors: list[str] = field(default_factory=list)
+    # When each connection error happened (time.monotonic()).
+    connection_error_times: list[float] = field(default_factory=list)
     slow: list[float] = field(default_factory=list)
     unavailable_without_retry_after: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -72,6 +74,7 @@ class SubmitLoop:
                 except httpx.TransportError as exc:
                     with self._lock:
                         self.connection_errors.append(repr(exc))
+                        self.connection_error_times.append(time.monotonic())
                     continue
                 took = time.monotonic() - started
                 with self._lock:
