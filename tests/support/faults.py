@@ -43,9 +43,8 @@ class SubmitLoop:
     bound: float = 5.0  # an answer slower than this counts as a hang
     acked: list[str] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
-    connection_errors: list[str] = field(default_factory=list)
-    # When each connection error happened (time.monotonic()).
-    connection_error_times: list[float] = field(default_factory=list)
+    # Each connection error: when (time.monotonic()) and what.
+    connection_errors: list[tuple[float, str]] = field(default_factory=list)
     slow: list[float] = field(default_factory=list)
     unavailable_without_retry_after: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -73,8 +72,7 @@ class SubmitLoop:
                     response = client.post("/v1/jobs", json={"type": "render"}, headers=headers)
                 except httpx.TransportError as exc:
                     with self._lock:
-                        self.connection_errors.append(repr(exc))
-                        self.connection_error_times.append(time.monotonic())
+                        self.connection_errors.append((time.monotonic(), repr(exc)))
                     continue
                 took = time.monotonic() - started
                 with self._lock:
