@@ -120,12 +120,14 @@ def _round(
     checkpoint(store.database_url)
     noise.wait_quiet(meter, args.quiet, args.quiet_wait)
     server_pids = list(_tree(app.proc.pid)) if app.proc else []
-    server_before, pg_before = _cpu(server_pids), _backends_cpu(store.database_url)
+    # The checkpoint counts are read outside the CPU readings: their connections are not
+    # the half's work.
     checkpoints = checkpoints_so_far(store.database_url)
+    server_before, pg_before = _cpu(server_pids), _backends_cpu(store.database_url)
     results = runner.in_processes(agent, [(app.url, key, bodies) for key in keys])
-    http_checkpoints = checkpoints_so_far(store.database_url) - checkpoints
     server_cpu = _cpu(server_pids) - server_before
     pg_http = _backends_cpu(store.database_url, pg_before)
+    http_checkpoints = checkpoints_so_far(store.database_url) - checkpoints
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     sent = sum(r["events"] for r in results)
     errors = sum(r["errors"] for r in results)
